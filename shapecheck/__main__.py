@@ -1,0 +1,5 @@
+import sys
+
+from shapecheck.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""The public entry point: model and input spec in, Report out."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from shapecheck.report import Finding, Layer, Report, Shape, Totals
+from shapecheck.rules import registry
+from shapecheck.rules.context import Context
+from shapecheck.spec import InputSpec, parse_dtype, parse_inputs
+from shapecheck.trace import Mode, TraceResult, trace
+
+
+def analyze(
+    model: nn.Module,
+    input: str | InputSpec | Sequence,  # noqa: A002 - the issue's own API name
+    *,
+    batch: int = 2,
+    dtype: str | torch.dtype | None = None,
+    output: Shape | int | str | None = None,
+    mode: Mode = "eval",
+    select: Iterable[str] = (),
+    ignore: Iterable[str] = (),
+    name: str | None = None,
+    path: str | None = None,
+) -> Report:
+    """Trace ``model`` on the meta device for ``input`` and return its Report.
+
+    ``input`` is one sample's shape without the batch (``"3x64x64"``), or a list of them for
+    models with several inputs. The model object is never modified: its weights are swapped
+    for meta stand-ins only inside the trace.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, not {batch}")
+    chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
+    inputs = parse_inputs(input if not isinstance(input, tuple) else input, chosen)
+    result = trace(model, inputs, batch, mode)
+    ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output))
+    findings = tuple(f for f in _findings(ctx) if registry.selected(f.code, tuple(select), tuple(ignore)))
+    return Report(
+        model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
+        layers=result.layers, totals=_totals(model, result), outputs=result.outputs,
+        findings=findings, path=path,
+        notes=("the forward reads tensor values, so it ran on CPU with stand-in weights",)
+        if result.device == "cpu" else (),
+    )
+
+
+def _findings(ctx: Context) -> list[Finding]:
+    from shapecheck.rules import crash
+
+    found = [*crash.check(ctx), *crash.check_output(ctx)]
+    return sorted(found, key=lambda f: (f.location.path if f.location else "",
+                                        f.location.line if f.location else 0, f.code))
+
+
+def _totals(model: nn.Module, result: TraceResult) -> Totals:
+    # parameters() yields each tensor once, so tied weights are counted once.
+    params = list(model.parameters())
+    buffers = list(model.buffers())
+    roots = [layer for layer in result.layers if layer.depth == 0]
+    return Totals(
+        params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        buffers=sum(b.numel() for b in buffers),
+        macs=sum(layer.macs for layer in roots),
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
+        activation_bytes=sum(layer.output_bytes for layer in result.layers if _is_activation(layer)),
+    )
+
+
+def _is_activation(layer: Layer) -> bool:
+    return layer.is_leaf and not layer.failed
+
+
+def _shape(output: Shape | int | str | None) -> Shape | None:
+    if output is None:
+        return None
+    if isinstance(output, int):
+        return (output,)
+    if isinstance(output, str):
+        return parse_inputs(output)[0].shape
+    return tuple(output)

@@ -1,0 +1,118 @@
+"""The ``shapecheck`` command: a thin click layer over the analyzer.
+
+``main(argv) -> int`` as flake8 does it: 0 clean, 1 error findings, 2 usage errors.
+Heavy imports (torch) happen inside the commands, so ``--help`` stays instant, and
+torchvision is never imported here.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from shapecheck.errors import UsageError
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class _DefaultGroup(click.Group):
+    """``shapecheck model.py:Net ...`` runs ``check``; known words run their subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="torch-shapecheck", prog_name="shapecheck")
+def cli() -> None:
+    """Per-layer shapes, parameters and MACs of a PyTorch model, and shape diagnostics.
+
+    \b
+      shapecheck examples/quiz_c.py:Net --input 3x64x64
+      shapecheck mypkg.models:ResNet(num_classes=10) --input 3x32x32 --format json
+    """
+
+
+def _split(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(code.strip().upper() for value in values for code in value.split(",") if code.strip())
+
+
+@cli.command()
+@click.argument("target")
+@click.option("-i", "--input", "inputs", multiple=True, required=True,
+              help="One sample's shape without the batch, e.g. 3x64x64; repeat for several inputs; "
+                   "append :int64 for integer inputs.")
+@click.option("-b", "--batch", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Batch size of the dummy input.")
+@click.option("--dtype", default=None, help="dtype of every input (float32, float16, bfloat16, int64, ...).")
+@click.option("--output", default=None, help="Expected output shape per sample, e.g. 10 (SHP007).")
+@click.option("--mode", type=click.Choice(["eval", "train", "same"]), default="eval", show_default=True,
+              help="Module mode during the trace; the model's own flags are restored afterwards.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--depth", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Deepest nesting level shown in the table.")
+@click.option("--show-source", is_flag=True, help="Add each row's source line to the table.")
+@click.option("--select", multiple=True, help="Rule codes or prefixes to report, e.g. SHP0.")
+@click.option("--ignore", multiple=True, help="Rule codes or prefixes to leave out, e.g. SHP101.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
+def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
+          mode: str, fmt: str, depth: int, show_source: bool, select: tuple[str, ...],
+          ignore: tuple[str, ...], verbose: bool) -> int:
+    """Analyze TARGET (FILE.py:Name, package.module:Name, optionally Name(key=value))."""
+    from shapecheck.analyze import analyze
+    from shapecheck.render import formatter
+    from shapecheck.spec import parse_dtype, parse_input
+    from shapecheck.target import build, parse_target
+
+    chosen = parse_dtype(dtype) if dtype else None
+    specs = [parse_input(text, chosen) for text in inputs]
+    expected = parse_input(output).shape if output else None
+    built = build(parse_target(target), verbose=verbose)
+    report = analyze(built.model, specs, batch=batch, output=expected, mode=mode,  # type: ignore[arg-type]
+                     select=_split(select), ignore=_split(ignore), name=built.target.name,
+                     path=built.target.path)
+    if built.device == "cpu":
+        report = _with_note(report, "the constructor needs real values, so the model was built on CPU")
+    click.echo(formatter(fmt)(report, depth=depth, show_source=show_source), nl=False)
+    return EXIT_FINDINGS if report.errors else EXIT_CLEAN
+
+
+def _with_note(report: Any, note: str) -> Any:
+    from dataclasses import replace
+
+    return replace(report, notes=(*report.notes, note))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        result = cli.main(args=args, prog_name="shapecheck", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"shapecheck: error: {exc.format_message()}", err=True)
+        return EXIT_USAGE
+    except click.Abort:
+        return EXIT_USAGE
+    except UsageError as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"shapecheck: error: {exc}", err=True)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug in shapecheck: still one line unless --verbose
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"shapecheck: internal error: {type(exc).__name__}: {exc}; "
+                   "rerun with --verbose and report it", err=True)
+        return EXIT_USAGE
+    return result if isinstance(result, int) else EXIT_CLEAN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""``--format json``: the stable schema documented in docs/json-schema.md."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shapecheck.report import Finding, Layer, Location, Report
+from shapecheck.rules.registry import RULES
+from shapecheck.spec import dtype_name
+
+SCHEMA_VERSION = 1
+
+
+def render(report: Report, **_: Any) -> str:
+    return json.dumps(to_dict(report), indent=2) + "\n"
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    t = report.totals
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": {"name": report.model, "path": report.path},
+        "input": [{"shape": list(s.shape), "dtype": dtype_name(s.dtype)} for s in report.inputs],
+        "batch": report.batch,
+        "device": report.device,
+        "outputs": [list(s) for s in report.outputs],
+        "layers": [_layer(layer) for layer in report.layers],
+        "totals": {
+            "params": t.params, "trainable_params": t.trainable_params,
+            "non_trainable_params": t.non_trainable_params, "buffers": t.buffers,
+            "macs": t.macs, "flops": t.flops, "param_bytes": t.param_bytes,
+            "buffer_bytes": t.buffer_bytes, "activation_bytes": t.activation_bytes,
+        },
+        "findings": [_finding(f) for f in report.findings],
+        "notes": list(report.notes),
+    }
+
+
+def _layer(layer: Layer) -> dict[str, Any]:
+    return {
+        "index": layer.index, "name": layer.name, "type": layer.type, "kind": layer.kind,
+        "depth": layer.depth, "parent": layer.parent,
+        "input_shapes": [list(s) for s in layer.input_shapes],
+        "output_shapes": [list(s) for s in layer.output_shapes],
+        "params": layer.params, "macs": layer.macs, "failed": layer.failed,
+        "defined_at": _location(layer.defined_at), "called_at": _location(layer.called_at),
+    }
+
+
+def _finding(finding: Finding) -> dict[str, Any]:
+    loc = finding.location
+    data: dict[str, Any] = {
+        "code": finding.code,
+        "name": RULES[finding.code].name if finding.code in RULES else None,
+        "severity": finding.severity, "message": finding.message,
+        "path": loc.path if loc else None, "line": loc.line if loc else None,
+        "column": loc.column if loc else None, "layer": finding.layer,
+        "called_at": _location(finding.called_at),
+    }
+    if finding.hint:
+        data["hint"] = finding.hint
+    if finding.fix:
+        data["fix"] = {**_location(finding.fix.location), "old": finding.fix.old, "new": finding.fix.new}
+    return data
+
+
+def _location(loc: Location | None) -> dict[str, Any] | None:
+    return {"path": loc.path, "line": loc.line, "column": loc.column} if loc else None

@@ -1,0 +1,131 @@
+"""Immutable records of one analysis: layers, totals and findings.
+
+Analysis fills these in; rules read them; renderers format them. Nothing here computes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shapecheck.spec import InputSpec
+
+Shape = tuple[int, ...]
+Severity = Literal["error", "warning", "info"]
+
+
+@dataclass(frozen=True)
+class Location:
+    path: str
+    line: int
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One row of the table: a module call or a functional op in a user's ``forward``."""
+
+    index: int
+    name: str
+    type: str
+    kind: Literal["module", "function"]
+    depth: int
+    parent: str
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    input_sources: tuple[int | None, ...]
+    params: int
+    macs: int
+    output_bytes: int
+    is_leaf: bool
+    failed: bool = False
+    args: str = ""
+    attrs: tuple[tuple[str, Any], ...] = ()
+    defined_at: Location | None = None
+    called_at: Location | None = None
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return dict(self.attrs).get(key, default)
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A source edit that resolves a finding: replace ``old`` by ``new`` at ``location``."""
+
+    location: Location
+    old: str
+    new: str
+
+    def __str__(self) -> str:
+        return f"replace {self.old!r} with {self.new!r}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: Severity
+    message: str
+    location: Location | None = None
+    layer: str | None = None
+    called_at: Location | None = None
+    hint: str | None = None
+    fix: Fix | None = None
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    buffers: int
+    macs: int
+    param_bytes: int
+    buffer_bytes: int
+    activation_bytes: int
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+    @property
+    def flops(self) -> int:
+        # torch.utils.flop_counter counts one multiply-accumulate as two FLOPs.
+        return 2 * self.macs
+
+
+@dataclass(frozen=True)
+class Report:
+    model: str
+    inputs: tuple[InputSpec, ...]
+    batch: int
+    device: Literal["meta", "cpu"]
+    layers: tuple[Layer, ...]
+    totals: Totals
+    outputs: tuple[Shape, ...]
+    findings: tuple[Finding, ...] = ()
+    path: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def layer(self, name: str) -> Layer:
+        """The first row called ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def input_text(self) -> str:
+        return ", ".join(str(spec) for spec in self.inputs)

@@ -1,0 +1,136 @@
+"""Crash rules: each failure from the trace becomes one finding with the real numbers."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from shapecheck.report import Finding, Layer
+from shapecheck.rules import registry as r
+from shapecheck.rules.context import Context, factors, shape_text
+from shapecheck.trace import Failure
+
+# Names that a forward commonly uses without importing them, and the import that fixes it.
+IMPORT_HINTS = {
+    "F": "import torch.nn.functional as F", "nn": "import torch.nn as nn",
+    "torch": "import torch", "np": "import numpy as np", "math": "import math",
+    "einops": "import einops", "rearrange": "from einops import rearrange",
+}
+
+
+def check(ctx: Context) -> Iterator[Finding]:
+    for failure in ctx.failures:
+        layer = ctx.layers[failure.index] if failure.index is not None else None
+        if failure.kind == "code" or layer is None:
+            yield _forward_error(failure, layer)
+        elif layer.kind == "function":
+            yield _function_failure(ctx, failure, layer)
+        else:
+            yield _module_failure(ctx, failure, layer)
+
+
+def _forward_error(failure: Failure, layer: Layer | None) -> Finding:
+    where = f"{layer.name}: " if layer is not None and layer.depth else ""
+    hint = None
+    if failure.exception == "NameError":
+        missing = failure.message.split("'")[1] if failure.message.count("'") >= 2 else ""
+        hint = IMPORT_HINTS.get(missing)
+    message = f"{where}{failure.exception}: {failure.message}"
+    if hint:
+        message += f"; add `{hint}` at the top of the file"
+    return r.FORWARD_ERROR.finding(message, failure.location or (layer.called_at if layer else None),
+                                   layer=layer.name if layer else None, hint=hint)
+
+
+def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
+    got = layer.input_shapes[0] if layer.input_shapes else ()
+    where = dict(location=layer.defined_at or layer.called_at, layer=layer.name, called_at=layer.called_at)
+    if layer.attr("in_features") is not None and failure.expected:
+        return r.LINEAR_MISMATCH.finding(_linear_message(ctx, layer), **where)
+    declared = layer.attr("in_channels", layer.attr("num_features"))
+    if declared is not None and failure.expected and len(got) > 1:
+        if _channels_last(ctx, layer, declared):
+            return r.CHANNELS_LAST.finding(_channels_last_message(ctx, layer, declared), **where,
+                                           hint="permute(0, 3, 1, 2)")
+        source, _ = ctx.origin(layer)
+        origin = f" from {source.name} {shape_text(source.output_shapes[0])}" if source and source.output_shapes else ""
+        key = "in_channels" if layer.attr("in_channels") is not None else "num_features"
+        return r.CHANNEL_MISMATCH.finding(
+            f"{layer.name}: {layer.type} expects {key}={declared} but receives {got[1]} channels"
+            f"{origin} for input {ctx.input_text}", **where)
+    kernel = layer.attr("kernel_size")
+    if kernel is not None and len(got) > 2:
+        return r.INPUT_TOO_SMALL.finding(_too_small_message(ctx, layer, got, kernel), **where)
+    return r.SHAPE_ERROR.finding(
+        f"{layer.name}: {layer.type} failed on input {_shapes(layer)}: {failure.message}", **where)
+
+
+def _linear_message(ctx: Context, layer: Layer) -> str:
+    declared = layer.attr("in_features")
+    received = layer.input_shapes[0][-1]
+    expression = layer.attr("src:in_features")
+    written = f" ({expression})" if expression and expression != str(declared) else ""
+    source, shape = ctx.origin(layer)
+    origin = f" from {source.name} {shape_text(shape)}" if source is not None else f" {shape_text(shape)}"
+    breakdown = f" = {factors(shape)}" if len(shape) > 2 else ""
+    return (f"{layer.name}: Linear expects in_features={declared}{written} but receives "
+            f"{received}{breakdown}{origin} for input {ctx.input_text}")
+
+
+def _channels_last(ctx: Context, layer: Layer, declared: int) -> bool:
+    """The first channel-reading layer sees the raw input, whose last size is the channels."""
+    first = next((l for l in ctx.layers if l.attr("in_channels", l.attr("num_features")) is not None), None)
+    shape = ctx.inputs[0].shape if ctx.inputs else ()
+    return first is layer and len(shape) >= 3 and shape[-1] == declared and shape[0] != declared
+
+
+def _channels_last_message(ctx: Context, layer: Layer, declared: int) -> str:
+    shape = ctx.inputs[0].shape
+    fixed = "x".join(str(d) for d in (shape[-1], *shape[:-1]))
+    return (f"{layer.name}: {layer.type} expects {declared} input channels but the input "
+            f"{ctx.inputs[0]} has {shape[0]} in dimension 1; it looks channels-last. PyTorch images "
+            f"are [B, C, H, W]: pass --input {fixed}, or call x.permute(0, 3, 1, 2) on the data")
+
+
+def _too_small_message(ctx: Context, layer: Layer, got: tuple[int, ...], kernel: object) -> str:
+    spatial = got[2:] if len(got) > 2 else got[1:]
+    sizes = kernel if isinstance(kernel, tuple) else (kernel,) * len(spatial)
+    dilation = layer.attr("dilation", 1)
+    dilations = dilation if isinstance(dilation, tuple) else (dilation,) * len(spatial)
+    span = tuple((k - 1) * d + 1 for k, d in zip(sizes, dilations))
+    source = ctx.producer(layer)
+    after = f" after {source.name}" if source is not None else ""
+    return (f"{layer.name}: input too small for input {ctx.input_text}: the map is "
+            f"{'x'.join(map(str, spatial))}{after} but {layer.type} needs at least "
+            f"{'x'.join(map(str, span))}; use a larger input, padding, or fewer pooling stages")
+
+
+def _function_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
+    where = dict(location=layer.called_at, layer=layer.name)
+    if layer.name in ("view", "reshape", "flatten") and layer.input_shapes:
+        shape = layer.input_shapes[0]
+        per_sample = math.prod(shape[1:])
+        return r.INVALID_RESHAPE.finding(
+            f"{layer.name}({layer.args}) cannot reshape {shape_text(shape)} "
+            f"({math.prod(shape)} elements): each sample has {per_sample} = {factors(shape)} "
+            f"for input {ctx.input_text}; use x.flatten(1) or x.view(x.size(0), -1)",
+            **where, hint="x.flatten(1)")
+    return r.SHAPE_ERROR.finding(
+        f"{layer.type} failed on inputs {_shapes(layer)}: {failure.message}", **where)
+
+
+def _shapes(layer: Layer) -> str:
+    return ", ".join(shape_text(s) for s in layer.input_shapes) or "(none)"
+
+
+def check_output(ctx: Context) -> Iterator[Finding]:
+    """SHP007: the output (without its batch) against ``--output``."""
+    if ctx.expected_output is None or not ctx.outputs:
+        return
+    actual = ctx.outputs[0][1:]
+    if tuple(actual) != tuple(ctx.expected_output):
+        last = next((l for l in reversed(ctx.layers) if l.kind == "module" and l.is_leaf), None)
+        yield r.OUTPUT_MISMATCH.finding(
+            f"output is {'x'.join(map(str, actual))} per sample but "
+            f"{'x'.join(map(str, ctx.expected_output))} was expected for input {ctx.input_text}"
+            + (f"; the last layer is {last.name} ({last.type})" if last else ""),
+            last.defined_at if last else None, layer=last.name if last else None)

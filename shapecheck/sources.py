@@ -1,0 +1,195 @@
+"""Point at the user's source: where a layer was assigned and where an op was called."""
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from types import FrameType
+
+import torch
+from torch import nn
+
+from shapecheck.report import Location
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_SELF_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Files through which torch routes a call before it reaches __torch_function__; the
+# frame that called into them is the one that wrote the op.
+_PLUMBING = tuple(
+    os.path.join(_TORCH_DIR, p)
+    for p in ("overrides.py", "_jit_internal.py", "utils/_device.py", "nn/functional.py",
+              "functional.py", "_tensor.py", "utils/_contextlib.py", "_compile.py")
+)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def display_path(path: str) -> str:
+    """Relative to the working directory when below it, as flake8 prints paths."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def user_frame(frame: FrameType | None) -> FrameType | None:
+    """The user's frame that issued a torch call, or None when torch itself did.
+
+    ``frame`` is the caller of the interception point. Our own frames and torch's
+    dispatch plumbing are skipped; a frame inside torch proper means a module's internals.
+    """
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(_SELF_DIR):
+            return None
+        if not name.startswith(_PLUMBING):
+            break
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_filename.startswith(_TORCH_DIR):
+        return None
+    return frame
+
+
+def frame_location(frame: FrameType) -> Location:
+    positions = inspect.getframeinfo(frame, context=0).positions
+    column = (positions.col_offset or 0) + 1 if positions else 1
+    return Location(display_path(frame.f_code.co_filename), frame.f_lineno, column)
+
+
+def caller_location() -> Location | None:
+    """Where the user's code made the current call (for module rows)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith((_SELF_DIR, _TORCH_DIR)):
+        frame = frame.f_back
+    return frame_location(frame) if frame is not None else None
+
+
+def traceback_location(exc: BaseException) -> Location | None:
+    """The innermost frame of the user's own code in an exception's traceback."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not name.startswith((_SELF_DIR, _TORCH_DIR)) and not name.startswith("<"):
+            positions = inspect.getframeinfo(tb, context=0).positions
+            column = (positions.col_offset or 0) + 1 if positions else 1
+            found = Location(display_path(name), tb.tb_lineno, column)
+        tb = tb.tb_next
+    return found
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``self.<attr> = <call>`` in a class body: where, and the call's argument sources."""
+
+    location: Location
+    args: tuple[str, ...]
+    keywords: tuple[tuple[str, str], ...]
+    arg_spans: tuple[tuple[int, int, int, int], ...]
+    keyword_spans: tuple[tuple[str, tuple[int, int, int, int]], ...]
+
+    def argument(self, position: int, keyword: str) -> tuple[str, tuple[int, int, int, int]] | None:
+        """Source text and (line, col, end_line, end_col) of a call argument."""
+        for (key, text), (_, span) in zip(self.keywords, self.keyword_spans):
+            if key == keyword:
+                return text, span
+        if position < len(self.args):
+            return self.args[position], self.arg_spans[position]
+        return None
+
+
+def module_definition(root: nn.Module, qualname: str) -> tuple[Location | None, Assignment | None]:
+    """Where ``qualname`` was assigned in its owner's class, e.g. ``self.fc1 = ...``."""
+    if not qualname:
+        return class_location(type(root)), None
+    owner_name, _, attr = qualname.rpartition(".")
+    try:
+        owner = root.get_submodule(owner_name)
+    except AttributeError:
+        return None, None
+    if isinstance(owner, _CONTAINERS) and owner_name:
+        # Items of nn.Sequential(...) are written where the container is assigned.
+        return module_definition(root, owner_name)[0], None
+    for cls in type(owner).__mro__:
+        if cls is nn.Module or not issubclass(cls, nn.Module):
+            break
+        site = _assignments(cls).get(attr)
+        if site is not None:
+            return site.location, site
+    return class_location(type(owner)), None
+
+
+def class_location(cls: type) -> Location | None:
+    node, path = _class_node(cls)
+    if node is None or path is None:
+        return None
+    return Location(display_path(path), node.lineno, node.col_offset + 1)
+
+
+@lru_cache(maxsize=None)
+def _assignments(cls: type) -> dict[str, Assignment]:
+    node, path = _class_node(cls)
+    if node is None or path is None:
+        return {}
+    source = _source(path)
+    found: dict[str, Assignment] = {}
+    for stmt in ast.walk(node):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else (
+            [stmt.target] if isinstance(stmt, ast.AnnAssign) else [])
+        for target in targets:
+            if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                    and target.value.id == "self" and target.attr not in found):
+                found[target.attr] = _assignment(path, source, target, stmt.value)
+    return found
+
+
+def _span(node: ast.AST) -> tuple[int, int, int, int]:
+    return (node.lineno, node.col_offset, node.end_lineno or node.lineno, node.end_col_offset or 0)
+
+
+def _assignment(path: str, source: str, target: ast.Attribute, value: ast.expr | None) -> Assignment:
+    location = Location(display_path(path), target.lineno, target.col_offset + 1)
+    if not isinstance(value, ast.Call):
+        return Assignment(location, (), (), (), ())
+    text = lambda node: ast.get_source_segment(source, node) or ""  # noqa: E731
+    keywords = [k for k in value.keywords if k.arg]
+    return Assignment(
+        location,
+        tuple(text(a) for a in value.args),
+        tuple((k.arg, text(k.value)) for k in keywords),  # type: ignore[misc]
+        tuple(_span(a) for a in value.args),
+        tuple((k.arg, _span(k.value)) for k in keywords),  # type: ignore[misc]
+    )
+
+
+def _class_node(cls: type) -> tuple[ast.ClassDef | None, str | None]:
+    try:
+        path = inspect.getsourcefile(cls)
+    except (TypeError, OSError):
+        return None, None
+    if path is None or not os.path.exists(path):
+        return None, None
+    names = [n for n in cls.__qualname__.split(".") if n != "<locals>"]
+    tree = _tree(path)
+    return (_find_class(tree, names), path) if tree is not None else (None, None)
+
+
+def _find_class(tree: ast.AST, names: list[str]) -> ast.ClassDef | None:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == names[-1]:
+            return node
+    return None
+
+
+@lru_cache(maxsize=256)
+def _source(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
+@lru_cache(maxsize=256)
+def _tree(path: str) -> ast.Module | None:
+    try:
+        return ast.parse(_source(path))
+    except SyntaxError:
+        return None

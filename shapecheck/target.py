@@ -1,0 +1,213 @@
+"""Resolve ``path/to/file.py:Name(kw=1)`` or ``package.module:Name`` and build the model."""
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from shapecheck.errors import UsageError
+from shapecheck.sources import display_path, traceback_location
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    module: str
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return self.path is not None
+
+
+@dataclass(frozen=True)
+class Built:
+    model: nn.Module
+    target: Target
+    device: str
+
+
+def parse_target(text: str) -> Target:
+    """Split ``where:Name(args)``; the arguments must be literals (nothing is evaluated)."""
+    where, sep, call = text.strip().rpartition(":")
+    if not sep or not where or not call:
+        raise UsageError(f"invalid target {text!r}: write FILE.py:Name or package.module:Name")
+    name, args, kwargs = _parse_call(text, call)
+    looks_like_file = where.endswith(".py") or os.sep in where or "/" in where
+    return Target(text, where, name, args, kwargs, where if looks_like_file else None)
+
+
+def _parse_call(text: str, call: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    try:
+        node = ast.parse(call.strip(), mode="eval").body
+    except SyntaxError:
+        raise UsageError(f"invalid target {text!r}: {call!r} is not Name or Name(key=value)") from None
+    if isinstance(node, ast.Name):
+        return node.id, (), {}
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        raise UsageError(f"invalid target {text!r}: {call!r} is not Name or Name(key=value)")
+    try:
+        args = tuple(ast.literal_eval(a) for a in node.args)
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+    except ValueError:
+        raise UsageError(
+            f"invalid target {text!r}: constructor arguments must be literals such as 10, 'relu' or (3, 3)"
+        ) from None
+    return node.func.id, args, kwargs
+
+
+def load(target: Target) -> Any:
+    """Import the target's module as the user's project would and return ``Name``."""
+    module = _import_file(target) if target.is_file else _import_module(target)
+    if not hasattr(module, target.name):
+        raise UsageError(f"{target.module} has no {target.name!r}; {_candidates(module)}")
+    return getattr(module, target.name)
+
+
+def build(target: Target, verbose: bool = False) -> Built:
+    """Construct the model on the meta device, falling back to CPU when ``__init__`` needs values."""
+    factory = load(target)
+    if not callable(factory):
+        raise UsageError(f"{target.text}: {target.name} is not an nn.Module class or a function returning one")
+    _check_arguments(target, factory)
+    try:
+        with torch.device("meta"):
+            model, device = factory(*target.args, **target.kwargs), "meta"
+    except Exception:
+        model, device = _build_on_cpu(target, factory, verbose), "cpu"
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{target.text}: {target.name}(...) returned {type(model).__name__}, not an nn.Module")
+    return Built(model, target, device)
+
+
+def _build_on_cpu(target: Target, factory: Any, verbose: bool) -> Any:
+    try:
+        return factory(*target.args, **target.kwargs)
+    except Exception as exc:
+        if verbose:
+            raise
+        where = traceback_location(exc)
+        at = f" at {where}" if where else ""
+        raise UsageError(
+            f"constructing {target.name} raised {type(exc).__name__}{at}: {_first_line(exc)}"
+        ) from exc
+
+
+def _check_arguments(target: Target, factory: Any) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*target.args, **target.kwargs)
+    except TypeError as exc:
+        missing = [p.name for p in signature.parameters.values()
+                   if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                   and p.name not in target.kwargs][len(target.args):]
+        if missing:
+            example = ", ".join(f"{n}=..." for n in missing)
+            raise UsageError(
+                f"{target.name} needs arguments: {', '.join(missing)}; pass them in the target, "
+                f"e.g. '{target.module}:{target.name}({example})'"
+            ) from None
+        raise UsageError(f"{target.text}: {exc}") from None
+
+
+def _import_file(target: Target) -> ModuleType:
+    path = os.path.abspath(target.module)
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {target.module}; give the path to the .py file that defines {target.name}")
+    root, dotted = _package_root(path)
+    if root not in sys.path:
+        # The user's file imports its siblings or its own package as their project does.
+        sys.path.insert(0, root)
+    return _guarded(target, lambda: _exec_file(path, dotted))
+
+
+def _exec_file(path: str, dotted: str) -> ModuleType:
+    if "." in dotted:
+        return importlib.import_module(dotted)
+    existing = sys.modules.get(dotted)
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == path:
+        return existing
+    spec = importlib.util.spec_from_file_location(dotted, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[dotted] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(dotted, None)
+        raise
+    return module
+
+
+def _package_root(path: str) -> tuple[str, str]:
+    """The folder to put on sys.path, and the dotted module name below it."""
+    folder, stem = os.path.split(path)
+    parts = [stem.removesuffix(".py")]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        folder, package = os.path.split(folder)
+        parts.insert(0, package)
+    return folder, ".".join(parts)
+
+
+def _import_module(target: Target) -> ModuleType:
+    return _guarded(target, lambda: importlib.import_module(target.module))
+
+
+def _guarded(target: Target, load_it: Any) -> ModuleType:
+    try:
+        return load_it()
+    except ModuleNotFoundError as exc:
+        if not target.is_file and exc.name and target.module.startswith(exc.name):
+            raise UsageError(
+                f"no module named {target.module!r}; give a file path (model.py:{target.name}) "
+                "or a module importable from here"
+            ) from None
+        raise UsageError(_import_message(target, exc)) from exc
+    except SyntaxError as exc:
+        where = f"{display_path(exc.filename or target.module)}:{exc.lineno}:{exc.offset or 1}"
+        raise UsageError(f"{where}: SyntaxError: {exc.msg}; fix the file, then run again") from exc
+    except Exception as exc:
+        raise UsageError(_import_message(target, exc)) from exc
+
+
+def _import_message(target: Target, exc: BaseException) -> str:
+    where = traceback_location(exc)
+    line = _source_line(where.path, where.line) if where else ""
+    at = f"{where}: " if where else f"{target.module}: "
+    shown = f" (`{line}`)" if line else ""
+    return f"{at}importing {target.module} raised {type(exc).__name__}: {_first_line(exc)}{shown}"
+
+
+def _source_line(path: str, line: int) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().splitlines()[line - 1].strip()
+    except (OSError, IndexError):
+        return ""
+
+
+def _candidates(module: ModuleType) -> str:
+    names = sorted(n for n, v in vars(module).items()
+                   if inspect.isclass(v) and issubclass(v, nn.Module)
+                   and getattr(v, "__module__", None) == module.__name__)
+    return f"nn.Module classes in it: {', '.join(names)}" if names else "it defines no nn.Module class"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

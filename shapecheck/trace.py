@@ -1,0 +1,451 @@
+"""Run a model's forward on meta tensors and record one row per module call and per op.
+
+The trace never touches the user's weights: ``functional_call`` swaps in meta stand-ins
+for the duration of the call. ``nn.Module.__call__`` is wrapped for that duration only,
+because forward hooks cannot catch a failing layer and substitute its output.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.overrides import TorchFunctionMode, resolve_name
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from shapecheck import sources
+from shapecheck.report import Layer, Location, Shape
+from shapecheck.spec import InputSpec
+
+Mode = Literal["eval", "train", "same"]
+
+# Metadata reads and casts: recording them would bury the table in noise.
+_IGNORED = frozenset({
+    torch.Tensor.size, torch.Tensor.dim, torch.Tensor.numel, torch.Tensor.__len__,
+    torch.Tensor.is_contiguous, torch.Tensor.stride, torch.Tensor.element_size,
+    torch.Tensor.to, torch.Tensor.type, torch.Tensor.float, torch.Tensor.half,
+    torch.Tensor.double, torch.Tensor.contiguous, torch.Tensor.detach, torch.Tensor.clone,
+    torch.Tensor.requires_grad_, torch.Tensor.cpu, torch.Tensor.cuda, torch.Tensor.__format__,
+    torch.Tensor.__repr__, torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.tolist,
+    torch.Tensor.__hash__, torch.Tensor.__eq__, torch.Tensor.data_ptr, torch.Tensor.untyped_storage,
+    torch.Tensor.get_device, torch.Tensor.storage_offset,
+})
+_OPERATORS = {
+    "add": "+", "radd": "+", "iadd": "+=", "sub": "-", "rsub": "-", "isub": "-=",
+    "mul": "*", "rmul": "*", "imul": "*=", "truediv": "/", "rtruediv": "/", "itruediv": "/=",
+    "matmul": "@", "rmatmul": "@", "getitem": "[]", "pow": "**", "neg": "-x",
+}
+_CODE_ERRORS = (NameError, AttributeError, ImportError, TypeError, KeyError, IndexError,
+                AssertionError, ZeroDivisionError, UnboundLocalError)
+_RECORDED_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "kernel_size",
+                   "stride", "padding", "dilation", "groups", "num_features", "ceil_mode",
+                   "output_size", "num_embeddings", "embedding_dim", "normalized_shape", "dim")
+
+
+class NeedsValues(Exception):
+    """The model reads tensor values (``.item()``, ``if x.sum() > 0``): meta cannot serve."""
+
+
+class _Abort(Exception):
+    """A failure was recorded and no correctly shaped substitute exists: stop the forward."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A layer or op that raised during the trace, before any interpretation."""
+
+    index: int | None
+    kind: Literal["shape", "code"]
+    exception: str
+    message: str
+    location: Location | None
+    expected: Shape | None
+    recovered: bool
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    layers: tuple[Layer, ...]
+    failures: tuple[Failure, ...]
+    outputs: tuple[Shape, ...]
+    device: Literal["meta", "cpu"]
+
+
+@dataclass
+class _Row:
+    name: str
+    type: str
+    kind: Literal["module", "function"]
+    depth: int
+    parent: str
+    input_shapes: tuple[Shape, ...]
+    input_sources: tuple[int | None, ...]
+    called_at: Location | None
+    module: nn.Module | None = None
+    args: str = ""
+    attrs: tuple[tuple[str, Any], ...] = ()
+    params: int = 0
+    flops: int = 0
+    output_shapes: tuple[Shape, ...] = ()
+    output_bytes: int = 0
+    is_leaf: bool = True
+    failed: bool = False
+
+
+@dataclass
+class _Tracer:
+    names: dict[int, str]
+    rows: list[_Row] = field(default_factory=list)
+    stack: list[int] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    producers: dict[int, int] = field(default_factory=dict)
+    alive: list[torch.Tensor] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    suspended: bool = False
+
+    # -- rows ---------------------------------------------------------------------------
+    def open(self, row: _Row) -> int:
+        self.rows.append(row)
+        self.stack.append(len(self.rows) - 1)
+        return len(self.rows) - 1
+
+    def close(self, index: int, out: Any, failed: bool = False) -> None:
+        self.stack.pop()
+        row = self.rows[index]
+        outs = list(_tensors(out))
+        row.output_shapes = tuple(tuple(t.shape) for t in outs)
+        row.output_bytes = sum(t.numel() * t.element_size() for t in outs)
+        row.is_leaf = index == len(self.rows) - 1
+        row.failed = row.failed or failed
+        for t in outs:
+            # A container's output keeps the innermost producer, the layer a user would name.
+            if self.producers.get(id(t), -1) < index:
+                self.producers[id(t)] = index
+                self.alive.append(t)
+
+    def sources_of(self, tensors: list[torch.Tensor]) -> tuple[int | None, ...]:
+        return tuple(self.producers.get(id(t)) for t in tensors)
+
+    def parent(self) -> str:
+        return self.rows[self.stack[-1]].name if self.stack else ""
+
+    # -- module calls -------------------------------------------------------------------
+    def module_call(self, call: Any, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        name = self.names.get(id(module))
+        if name is None or self.suspended:
+            return call(module, *args, **kwargs)
+        frame = sources.user_frame(sys._getframe(2))
+        index = self.open(self._module_row(module, name, args, kwargs, frame))
+        try:
+            out = call(module, *args, **kwargs)
+        except (_Abort, NeedsValues):
+            self.close(index, None, failed=True)
+            raise
+        except Exception as exc:
+            _raise_if_needs_values(exc)
+            out = self._recover_module(index, call, module, args, kwargs, exc)
+        self.close(index, out)
+        return out
+
+    def _module_row(self, module: nn.Module, name: str, args: tuple, kwargs: dict, frame: Any) -> _Row:
+        tensors = list(_tensors((args, kwargs)))
+        first = id(module) not in self.seen
+        self.seen.add(id(module))
+        return _Row(
+            name=name or type(module).__name__, type=type(module).__name__, kind="module",
+            depth=len(self.stack), parent=self.parent(),
+            input_shapes=tuple(tuple(t.shape) for t in tensors),
+            input_sources=self.sources_of(tensors),
+            called_at=sources.frame_location(frame) if frame is not None else None,
+            module=module, attrs=_module_attrs(module),
+            params=sum(p.numel() for p in module.parameters()) if first else 0,
+        )
+
+    def _recover_module(self, index: int, call: Any, module: nn.Module, args: tuple,
+                        kwargs: dict, exc: Exception) -> Any:
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        expected = _expected_input(module, x) if x is not None else None
+        kind = "code" if isinstance(exc, _CODE_ERRORS) else "shape"
+        location = sources.traceback_location(exc) if kind == "code" else None
+        if expected is None or x is None:
+            self._fail(index, kind, exc, location, None, recovered=False)
+            raise _Abort from exc
+        self._fail(index, "shape", exc, None, expected, recovered=True)
+        fixed = torch.empty(expected, dtype=x.dtype, device=x.device)
+        self.suspended = True
+        try:
+            return call(module, fixed, *args[1:], **kwargs)
+        except Exception:
+            raise _Abort from exc
+        finally:
+            self.suspended = False
+
+    def _fail(self, index: int | None, kind: Literal["shape", "code"], exc: Exception,
+              location: Location | None, expected: Shape | None, recovered: bool) -> None:
+        if index is not None:
+            self.rows[index].failed = True
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.failures.append(Failure(index, kind, type(exc).__name__, message, location,
+                                     expected, recovered))
+
+    # -- functional ops -----------------------------------------------------------------
+    def function_call(self, func: Any, args: tuple, kwargs: dict, frame: Any) -> Any:
+        tensors = list(_tensors((args, kwargs)))
+        name, kind = _op_names(func)
+        index = self.open(_Row(
+            name=name, type=kind, kind="function", depth=len(self.stack), parent=self.parent(),
+            input_shapes=tuple(tuple(t.shape) for t in tensors),
+            input_sources=self.sources_of(tensors),
+            called_at=sources.frame_location(frame), args=_args_text(args, kwargs),
+        ))
+        try:
+            out = func(*args, **kwargs)
+        except (_Abort, NeedsValues):
+            self.close(index, None, failed=True)
+            raise
+        except Exception as exc:
+            _raise_if_needs_values(exc)
+            out = self._recover_function(index, name, args, exc)
+        if index == len(self.rows) - 1 and not any(True for _ in _tensors(out)):
+            self.rows.pop()
+            self.stack.pop()
+            return out
+        self.close(index, out)
+        return out
+
+    def _recover_function(self, index: int, name: str, args: tuple, exc: Exception) -> Any:
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        kind = "code" if isinstance(exc, _CODE_ERRORS) else "shape"
+        if kind == "shape" and x is not None and name in ("view", "reshape") and x.dim() >= 1 \
+                and len(_shape_arg(args[1:])) == 2:
+            # The author meant "one row per sample": continue with the batch-preserving flatten.
+            self._fail(index, kind, exc, None, None, recovered=True)
+            return x.reshape(x.shape[0], -1)
+        self._fail(index, kind, exc, sources.traceback_location(exc), None, recovered=False)
+        raise _Abort from exc
+
+
+class _FunctionMode(TorchFunctionMode):
+    def __init__(self, tracer: _Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if self.tracer.suspended or func in _IGNORED or getattr(func, "__name__", "") == "__get__":
+            return func(*args, **kwargs)
+        frame = sources.user_frame(sys._getframe(1))
+        if frame is None:
+            return func(*args, **kwargs)
+        return self.tracer.function_call(func, args, kwargs, frame)
+
+
+class _FlopMode(TorchDispatchMode):
+    """Attribute FLOPs to every open row, with torch.utils.flop_counter's own formulas."""
+
+    def __init__(self, tracer: _Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None and self.tracer.stack and not self.tracer.suspended:
+            flops = formula(*args, **kwargs, out_val=out)
+            for index in self.tracer.stack:
+                self.tracer.rows[index].flops += flops
+        return out
+
+
+def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode = "eval") -> TraceResult:
+    """Trace on the meta device; fall back to CPU when the forward reads tensor values."""
+    try:
+        return _run(model, inputs, batch, mode, "meta")
+    except NeedsValues:
+        return _run(model, inputs, batch, mode, "cpu")
+
+
+def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
+         device: Literal["meta", "cpu"]) -> TraceResult:
+    names: dict[int, str] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(module), name)
+    tracer = _Tracer(names)
+    stand_ins = _stand_ins(model, device)
+    xs = tuple(_make_input(spec, batch, device) for spec in inputs)
+    flags = {module: module.training for module in model.modules()}
+    original = nn.Module.__call__
+
+    def call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return tracer.module_call(original, module, args, kwargs)
+
+    out = None
+    nn.Module.__call__ = call  # type: ignore[method-assign]
+    try:
+        if mode != "same":
+            model.train(mode == "train")
+        with torch.no_grad(), torch.device(device), _FunctionMode(tracer), _FlopMode(tracer):
+            out = functional_call(model, stand_ins, xs, strict=False, tie_weights=True)
+    except _Abort:
+        out = None
+    finally:
+        nn.Module.__call__ = original  # type: ignore[method-assign]
+        for module, training in flags.items():
+            module.training = training
+    while tracer.stack:  # rows left open by an aborted forward
+        tracer.close(tracer.stack[-1], None, failed=True)
+    layers = tuple(_freeze(i, row, model) for i, row in enumerate(tracer.rows))
+    outputs = tuple(tuple(t.shape) for t in _tensors(out))
+    return TraceResult(layers, tuple(tracer.failures), outputs, device)
+
+
+def _freeze(index: int, row: _Row, root: nn.Module) -> Layer:
+    defined_at, init_args = None, ()
+    if row.kind == "module":
+        defined_at, site = sources.module_definition(root, row.name if row.depth else "")
+        if site is not None and row.module is not None:
+            init_args = _named_init_args(type(row.module), site)
+    return Layer(
+        index=index, name=row.name, type=row.type, kind=row.kind, depth=row.depth,
+        parent=row.parent, input_shapes=row.input_shapes, output_shapes=row.output_shapes,
+        input_sources=row.input_sources, params=row.params, macs=row.flops // 2,
+        output_bytes=row.output_bytes, is_leaf=row.is_leaf, failed=row.failed, args=row.args,
+        attrs=row.attrs + init_args, defined_at=defined_at, called_at=row.called_at,
+    )
+
+
+def _named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, Any], ...]:
+    """The author's own argument expressions, e.g. ``("src:in_features", "20 * 12 * 12")``."""
+    try:
+        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    except (TypeError, ValueError):
+        return ()
+    named = dict(zip(params, site.args))
+    named.update(site.keywords)
+    return tuple((f"src:{key}", text) for key, text in named.items())
+
+
+def _stand_ins(model: nn.Module, device: str) -> dict[str, torch.Tensor]:
+    stand_ins: dict[str, torch.Tensor] = {}
+    for name, param in model.named_parameters():
+        stand_ins[name] = _stand_in(param, device, share=True)
+    for name, buffer in model.named_buffers():
+        stand_ins[name] = _stand_in(buffer, device, share=False)
+    return stand_ins
+
+
+def _stand_in(t: torch.Tensor, device: str, share: bool) -> torch.Tensor:
+    if device == "meta":
+        return torch.empty(t.shape, dtype=t.dtype, device="meta")
+    if t.device.type == "meta":
+        if t.is_floating_point():
+            return torch.randn(t.shape, dtype=t.dtype)
+        return torch.zeros(t.shape, dtype=t.dtype)
+    # Real weights serve as they are under no_grad; buffers are cloned because a forward
+    # in train mode updates BatchNorm statistics in place.
+    real = t.detach().to("cpu")
+    return real if share else real.clone()
+
+
+def _make_input(spec: InputSpec, batch: int, device: str) -> torch.Tensor:
+    shape = spec.batched(batch)
+    if device == "meta":
+        return torch.empty(shape, dtype=spec.dtype, device="meta")
+    if spec.dtype.is_floating_point:
+        return torch.randn(shape, dtype=spec.dtype, generator=torch.Generator().manual_seed(0))
+    return torch.zeros(shape, dtype=spec.dtype)
+
+
+def _expected_input(module: nn.Module, x: torch.Tensor) -> Shape | None:
+    """The input shape ``module`` would accept in place of ``x``, when only one size is off."""
+    shape = list(x.shape)
+    if isinstance(module, nn.Linear) and shape and shape[-1] != module.in_features:
+        shape[-1] = module.in_features
+        return tuple(shape)
+    channels = _declared_channels(module)
+    if channels is not None and x.dim() >= 2 and shape[1] != channels:
+        shape[1] = channels
+        return tuple(shape)
+    return None
+
+
+def _declared_channels(module: nn.Module) -> int | None:
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module.in_channels
+    if isinstance(module, nn.modules.batchnorm._NormBase):
+        return module.num_features
+    if isinstance(module, nn.GroupNorm):
+        return module.num_channels
+    return None
+
+
+def _module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
+    if not type(module).__module__.startswith("torch.nn"):
+        return ()
+    attrs = [(key, getattr(module, key)) for key in _RECORDED_ATTRS
+             if isinstance(getattr(module, key, None), int | float | bool | str | tuple)]
+    if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
+        attrs.append(("bias", module.bias is not None))
+    return tuple(attrs)
+
+
+_NAMES: dict[Any, tuple[str, str]] = {}
+
+
+def _op_names(func: Any) -> tuple[str, str]:
+    """(row name, row type): ``("relu", "F.relu")``, ``("view", "Tensor.view")``, ``("add", "+")``."""
+    if func not in _NAMES:
+        full = resolve_name(func) or getattr(func, "__qualname__", repr(func))
+        short = full.rsplit(".", 1)[-1]
+        if short.startswith("__") and short.endswith("__"):
+            short = short.strip("_")
+            # __radd__ and __iadd__ are still an "add" row; the type column keeps the difference.
+            base = short[1:] if short[0] in "ir" and short[1:] in _OPERATORS else short
+            _NAMES[func] = (base, _OPERATORS.get(short, f"Tensor.__{short}__"))
+        else:
+            kind = full.replace("torch.nn.functional.", "F.").replace("torch.Tensor.", "Tensor.")
+            _NAMES[func] = (short, kind)
+    return _NAMES[func]
+
+
+def _args_text(args: tuple, kwargs: dict) -> str:
+    """The non-tensor arguments, e.g. ``-1, 2880`` for ``x.view(-1, 2880)``."""
+    parts = [_arg_text(a) for a in args if not isinstance(a, torch.Tensor)]
+    parts += [f"{k}={_arg_text(v)}" for k, v in kwargs.items() if not isinstance(v, torch.Tensor)]
+    return ", ".join(parts)
+
+
+def _arg_text(value: Any) -> str:
+    if isinstance(value, list | tuple) and any(isinstance(v, torch.Tensor) for v in value):
+        return f"[{len(value)} tensors]"
+    return repr(tuple(value)) if isinstance(value, torch.Size) else repr(value)
+
+
+def _shape_arg(rest: tuple) -> tuple:
+    return tuple(rest[0]) if len(rest) == 1 and isinstance(rest[0], list | tuple | torch.Size) else rest
+
+
+def _tensors(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth < 4 and isinstance(obj, list | tuple):
+        for item in obj:
+            yield from _tensors(item, depth + 1)
+    elif depth < 4 and isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item, depth + 1)
+
+
+_VALUE_MARKERS = ("meta tensor", "register_meta", "'Meta' backend", "on meta", "device='meta'")
+
+
+def _raise_if_needs_values(exc: Exception) -> None:
+    if any(marker in str(exc) for marker in _VALUE_MARKERS):
+        raise NeedsValues(str(exc)) from exc
