@@ -59,10 +59,11 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--show-source", is_flag=True, help="Add each row's source line to the table.")
 @click.option("--select", multiple=True, help="Rule codes or prefixes to report, e.g. SHP0.")
 @click.option("--ignore", multiple=True, help="Rule codes or prefixes to leave out, e.g. SHP101.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
           mode: str, fmt: str, depth: int, show_source: bool, select: tuple[str, ...],
-          ignore: tuple[str, ...], verbose: bool) -> int:
+          ignore: tuple[str, ...], exit_zero: bool, verbose: bool) -> int:
     """Analyze TARGET (FILE.py:Name, package.module:Name, optionally Name(key=value))."""
     from shapecheck.analyze import analyze
     from shapecheck.render import formatter
@@ -79,7 +80,7 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
     if built.device == "cpu":
         report = _with_note(report, "the constructor needs real values, so the model was built on CPU")
     click.echo(formatter(fmt)(report, depth=depth, show_source=show_source), nl=False)
-    return EXIT_FINDINGS if report.errors else EXIT_CLEAN
+    return EXIT_FINDINGS if report.errors and not exit_zero else EXIT_CLEAN
 
 
 def _with_note(report: Any, note: str) -> Any:

@@ -42,7 +42,8 @@ def selected(code: str, select: tuple[str, ...] = (), ignore: tuple[str, ...] = 
     chosen = max((p for p in select if code.startswith(p)), key=len, default=None)
     dropped = max((p for p in ignore if code.startswith(p)), key=len, default=None)
     if chosen is None and dropped is None:
-        return rule.enabled if rule else True
+        # An explicit --select is the whole list; otherwise each rule's default applies.
+        return not select and (rule.enabled if rule else True)
     return len(chosen or "") > len(dropped or "")
 
 

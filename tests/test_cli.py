@@ -1,0 +1,184 @@
+"""The command line: golden output, exit codes, and one-line usage errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from shapecheck.cli import main
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_quiz_c_text_output_is_golden(in_repo, capsys):
+    code, out, err = run(capsys, "examples/quiz_c.py:Net", "--input", "3x64x64")
+    assert code == 1 and err == ""
+    assert out == (GOLDEN / "quiz_c.txt").read_text()
+
+
+def test_clean_model_exits_zero(in_repo, capsys):
+    code, out, _ = run(capsys, "examples/quiz_a.py:Net", "--input", "3x64x64", "--show-source")
+    assert code == 0
+    assert "fc1 (Linear)" in out and "examples/quiz_a.py:18" in out
+
+
+def test_json_schema_fields(in_repo, capsys):
+    code, out, _ = run(capsys, "examples/quiz_c.py:Net", "-i", "3x64x64", "--format", "json")
+    data = json.loads(out)
+    assert code == 1
+    assert set(data) >= {"model", "input", "layers", "totals", "findings"}
+    assert data["input"] == [{"shape": [3, 64, 64], "dtype": "float32"}]
+    finding = data["findings"][0]
+    assert {k: finding[k] for k in ("code", "severity", "path", "line", "column", "layer")} == {
+        "code": "SHP001", "severity": "error", "path": "examples/quiz_c.py", "line": 11,
+        "column": 9, "layer": "fc1"}
+    assert data["totals"]["flops"] == 2 * data["totals"]["macs"]
+
+
+def test_select_and_ignore(in_repo, capsys):
+    _, out, _ = run(capsys, "examples/quiz_c.py:Net", "-i", "3x64x64", "--ignore", "SHP003")
+    assert "SHP001" in out and "SHP003" not in out
+    code, out, _ = run(capsys, "examples/quiz_c.py:Net", "-i", "3x64x64", "--select", "SHP003")
+    assert "SHP001" not in out and "SHP003" in out and code == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["examples/nope.py:Net", "-i", "3x32x32"], "no such file: examples/nope.py"),
+    (["examples/quiz_a.py:Nett", "-i", "3x64x64"], "has no 'Nett'; nn.Module classes in it: Net"),
+    (["examples/quiz_a.py:Net", "-i", "3xx64"], "invalid input spec '3xx64'"),
+    (["examples/quiz_a.py:Net", "-i", "3x64x64", "--dtype", "float99"], "unknown dtype 'float99'"),
+    (["examples/quiz_a.py:Net(n=1)", "-i", "3x64x64"], "unexpected keyword argument 'n'"),
+    (["examples/quiz_a.py:Net(n=open('x'))", "-i", "3x64x64"], "must be literals"),
+    (["no.such.module:Net", "-i", "3"], "no module named 'no.such.module'"),
+    (["examples/quiz_a.py", "-i", "3"], "invalid target"),
+    (["examples/quiz_a.py:Net"], "Missing option '-i' / '--input'"),
+])
+def test_usage_errors_are_one_line_with_exit_2(in_repo, capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("shapecheck: error: ")
+    assert message in err
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def test_constructor_arguments_missing_are_named(tmp_path, capsys, monkeypatch):
+    _write(tmp_path, {"m.py": """
+        import torch.nn as nn
+        class Classifier(nn.Module):
+            def __init__(self, num_classes, width=8):
+                super().__init__()
+                self.fc = nn.Linear(4, num_classes)
+            def forward(self, x):
+                return self.fc(x)
+    """})
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "m.py:Classifier", "-i", "4")
+    assert code == 2 and "Classifier needs arguments: num_classes" in err
+    assert "m.py:Classifier(num_classes=...)" in err
+    code, out, _ = run(capsys, "m.py:Classifier(num_classes=10)", "-i", "4")
+    assert code == 0 and "[2, 10]" in out
+
+
+def test_import_error_shows_the_users_line(tmp_path, capsys, monkeypatch):
+    _write(tmp_path, {"bad.py": """
+        import torch.nn as nn
+        from helpers import missing_thing
+    """, "helpers.py": "x = 1\n"})
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "bad.py:Net", "-i", "3")
+    assert code == 2 and err.count("\n") == 1
+    assert "bad.py:3:1: importing bad.py raised ImportError" in err
+    assert "(`from helpers import missing_thing`)" in err
+
+
+def test_verbose_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    _write(tmp_path, {"bad.py": "raise ValueError('boom')\n"})
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "bad.py:Net", "-i", "3", "--verbose")
+    assert code == 2 and "Traceback" in err and "boom" in err
+
+
+def test_a_package_file_imports_its_siblings_and_its_package(tmp_path, capsys, monkeypatch):
+    _write(tmp_path, {
+        "proj/mypkg/__init__.py": "",
+        "proj/mypkg/blocks.py": """
+            import torch.nn as nn
+            def block(c_in, c_out):
+                return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU())
+        """,
+        "proj/mypkg/models/__init__.py": "",
+        "proj/mypkg/models/net.py": """
+            import torch.nn as nn
+            from mypkg.blocks import block
+            from ..blocks import block as same_block
+            class Net(nn.Module):
+                def __init__(self, width=4):
+                    super().__init__()
+                    self.body = block(3, width)
+                    self.head = nn.Linear(width * 8 * 8, 2)
+                def forward(self, x):
+                    return self.head(self.body(x).flatten(1))
+        """,
+        "scripts/train_helpers.py": "WIDTH = 4\n",
+        "scripts/script_model.py": """
+            import torch.nn as nn
+            from train_helpers import WIDTH
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(WIDTH, 2)
+                def forward(self, x):
+                    return self.fc(x)
+        """,
+    })
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "proj/mypkg/models/net.py:Net(width=4)", "-i", "3x8x8")
+    assert code == 0 and "[2, 2]" in out
+    code, out, _ = run(capsys, "scripts/script_model.py:Net", "-i", "4")
+    assert code == 0 and "fc (Linear)" in out
+    monkeypatch.syspath_prepend(str(tmp_path / "proj"))
+    code, out, _ = run(capsys, "mypkg.models.net:Net", "-i", "3x8x8")
+    assert code == 0
+
+
+def test_constructor_that_needs_real_values_is_built_on_cpu(tmp_path, capsys, monkeypatch):
+    _write(tmp_path, {"m.py": """
+        import torch, torch.nn as nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                width = int(torch.tensor([6]).sum().item())
+                self.fc = nn.Linear(4, width)
+            def forward(self, x):
+                return self.fc(x)
+    """})
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "m.py:Net", "-i", "4")
+    assert code == 0 and "[2, 6]" in out and "built on CPU" in out
+
+
+def test_the_console_script_runs_without_torchvision(in_repo):
+    probe = ("import sys, runpy; sys.argv = ['shapecheck', 'examples/quiz_a.py:Net', '-i', '3x64x64'];"
+             "from shapecheck.cli import main; code = main();"
+             "assert 'torchvision' not in sys.modules, 'the CLI imported torchvision'; sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run([sys.executable, "-m", "shapecheck", "examples/quiz_b.py:Net", "-i", "3x64x64"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "SHP001" in result.stdout

@@ -1,0 +1,119 @@
+"""The trace itself: functional rows, several inputs, dtypes, 1-D and 3-D convs, CPU fallback."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import shapecheck
+from tests.realrun import unique_params
+
+
+class Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        y = torch.cat([F.relu(self.a(x)), self.b(x)], dim=1)
+        y = y + y
+        y = y.reshape(y.shape[0], -1)
+        return self.fc(torch.flatten(y, 1))
+
+
+def test_functional_ops_get_rows_with_the_forward_line():
+    report = shapecheck.analyze(Functional(), "3x8x8")
+    rows = [(l.type, l.output_shapes) for l in report.layers if l.kind == "function"]
+    assert rows == [
+        ("F.relu", ((2, 4, 8, 8),)),
+        ("torch.cat", ((2, 8, 8, 8),)),
+        ("Tensor.add", ((2, 8, 8, 8),)),
+        ("Tensor.reshape", ((2, 512),)),
+        ("torch.flatten", ((2, 512),)),
+    ]
+    cat = next(l for l in report.layers if l.type == "torch.cat")
+    assert cat.called_at.path.endswith("test_trace.py")
+    assert cat.input_shapes == ((2, 4, 8, 8), (2, 4, 8, 8))
+    source = open(__file__).read().splitlines()[cat.called_at.line - 1]
+    assert "torch.cat" in source
+
+
+class TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 16)
+        self.proj = nn.Linear(8, 16)
+
+    def forward(self, tokens, features):
+        return self.embed(tokens).mean(1) + self.proj(features)
+
+
+def test_several_inputs_and_integer_dtype():
+    report = shapecheck.analyze(TwoInputs(), ["12:int64", "8"], batch=3)
+    assert report.errors == ()
+    assert report.outputs == ((3, 16),)
+    assert report.layer("embed").input_shapes == ((3, 12),)
+
+
+def test_conv1d_audio_and_conv3d_video():
+    audio = nn.Sequential(nn.Conv1d(1, 8, 80, stride=16), nn.ReLU(), nn.MaxPool1d(4),
+                          nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 5))
+    report = shapecheck.analyze(audio, "1x16000")
+    assert report.outputs == ((2, 5),)
+    assert report.layer("0").output_shapes == ((2, 8, 996),)
+    video = nn.Sequential(nn.Conv3d(3, 4, 3), nn.MaxPool3d(2))
+    assert shapecheck.analyze(video, "3x8x32x32").outputs == ((2, 4, 3, 15, 15),)
+
+
+class Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.out = nn.Linear(8, 50, bias=False)
+        self.out.weight = self.embed.weight
+
+    def forward(self, x):
+        return self.out(self.embed(x))
+
+
+def test_tied_weights_are_counted_once():
+    model = Tied()
+    report = shapecheck.analyze(model, "4:int64")
+    assert report.totals.params == 400 == unique_params(model)
+
+
+class ValueBranch(nn.Module):
+    """A forward that reads tensor values, which the meta device cannot provide."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.small = nn.Linear(4, 2)
+        self.large = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.small(x) if x.abs().sum() < 0 else self.large(x)
+
+
+def test_value_dependent_forward_falls_back_to_cpu():
+    report = shapecheck.analyze(ValueBranch(), "4")
+    assert report.device == "cpu"
+    assert report.outputs == ((2, 3),)
+    assert report.notes
+
+
+def test_meta_model_built_under_torch_device_meta():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
+    report = shapecheck.analyze(model, "3x32x32")
+    assert report.errors == () and report.outputs == ((2, 10),)
+    assert report.totals.params == unique_params(model)
+
+
+def test_macs_are_counted_per_layer():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    report = shapecheck.analyze(model, "3x8x8", batch=1)
+    assert report.layer("0").macs == 8 * 6 * 6 * 3 * 3 * 3
+    assert report.layer("2").macs == 8 * 6 * 6 * 10
+    assert report.totals.macs == report.layer("0").macs + report.layer("2").macs
