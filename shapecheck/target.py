@@ -83,18 +83,7 @@ def build(target: Target, verbose: bool = False) -> Built:
         raise UsageError(f"{target.text}: {target.name} is not an nn.Module class or a function returning one")
     _check_arguments(target, factory)
     try:
-        with torch.device("meta"):
-            model, device = factory(*target.args, **target.kwargs), "meta"
-    except Exception:
-        model, device = _build_on_cpu(target, factory, verbose), "cpu"
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"{target.text}: {target.name}(...) returned {type(model).__name__}, not an nn.Module")
-    return Built(model, target, device)
-
-
-def _build_on_cpu(target: Target, factory: Any, verbose: bool) -> Any:
-    try:
-        return factory(*target.args, **target.kwargs)
+        model, device = construct(factory, *target.args, **target.kwargs)
     except Exception as exc:
         if verbose:
             raise
@@ -103,6 +92,18 @@ def _build_on_cpu(target: Target, factory: Any, verbose: bool) -> Any:
         raise UsageError(
             f"constructing {target.name} raised {type(exc).__name__}{at}: {_first_line(exc)}"
         ) from exc
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{target.text}: {target.name}(...) returned {type(model).__name__}, not an nn.Module")
+    return Built(model, target, device)
+
+
+def construct(factory: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
+    """Build under the meta device (no weight memory); on CPU when ``__init__`` needs values."""
+    try:
+        with torch.device("meta"):
+            return factory(*args, **kwargs), "meta"
+    except Exception:
+        return factory(*args, **kwargs), "cpu"
 
 
 def _check_arguments(target: Target, factory: Any) -> None:

@@ -1,0 +1,192 @@
+"""Train a zoo model on CIFAR-10 and cross-check shapecheck's predictions against what runs."""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import shapecheck
+from shapecheck.zoo import ZOO, ZooModel
+from shapecheck.zoo import data as cifar
+
+
+@dataclass(frozen=True)
+class Recipe:
+    batch_size: int
+    lr: float
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+
+
+RECIPES = {
+    "simple_cnn": Recipe(64, 0.05),
+    "tutorial_net": Recipe(32, 0.03),
+    "quiz_cnn": Recipe(64, 0.03),
+    "cat_dog_cnn": Recipe(64, 0.01),
+    "resnet": Recipe(512, 0.2, 5e-4, 0.2),
+}
+
+
+@dataclass
+class Result:
+    model: str
+    params: int
+    macs_per_sample: int
+    input: str
+    epochs: int
+    seed: int
+    device: str
+    test_accuracy: float = 0.0
+    wall_time_s: float = 0.0
+    images_per_s: float = 0.0
+    cross_check: str = ""
+    torch_version: str = torch.__version__
+    hardware: str = field(default_factory=lambda: f"{platform.machine()} {platform.processor() or ''}".strip())
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def cross_check(model: nn.Module, spec: ZooModel, images: torch.Tensor) -> str:
+    """Predicted per-layer shapes and parameters must equal the real first batch exactly."""
+    report = shapecheck.analyze(model, spec.input, batch=len(images))
+    if report.errors:
+        raise AssertionError(f"shapecheck reports errors for {spec.name}: {report.errors}")
+    # Every call, as a sorted multiset: hooks see calls in post-order, the report in pre-order.
+    predicted = sorted((l.name, l.output_shapes) for l in report.layers if l.kind == "module" and l.depth)
+    names = {id(m): n for n, m in model.named_modules() if n}
+    calls: list[tuple[str, tuple]] = []
+    hooks = [m.register_forward_hook(lambda mod, a, out: calls.append((names[id(mod)], (tuple(out.shape),))))
+             for m in model.modules() if id(m) in names]
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    seen = sorted(calls)
+    if predicted != seen:
+        raise AssertionError(f"shape cross-check failed for {spec.name}: predicted "
+                             f"{[p for p in predicted if p not in seen]}, ran {[s for s in seen if s not in predicted]}")
+    params = sum(p.numel() for p in model.parameters())
+    if report.totals.params != params:
+        raise AssertionError(f"parameter count: predicted {report.totals.params}, model has {params}")
+    return f"passed: {len(predicted)} layer shapes and {params:,} parameters equal the first real batch"
+
+
+def train(name: str, dataset: cifar.Dataset, epochs: int, device: str = "cpu", seed: int = 0,
+          progress: Callable[[str], None] | None = None, limit: int | None = None) -> Result:
+    spec, recipe = ZOO[name], RECIPES[name]
+    torch.manual_seed(seed)
+    size = int(spec.input.split("x")[-1])
+    train_split = _prepare(dataset.train, spec, size, limit)
+    test_split = _prepare(dataset.test, spec, size, None)
+    model = spec.factory().to(device)
+    report = shapecheck.analyze(model, spec.input, batch=1)
+    result = Result(name, report.totals.params, report.totals.macs, spec.input, epochs, seed, device)
+    first = cifar.normalize(train_split.images[: recipe.batch_size].to(device))
+    result.cross_check = cross_check(model, spec, first)
+    model.train()
+    steps = epochs * math.ceil(len(train_split) / recipe.batch_size)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
+                                weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=steps, pct_start=0.25)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        loss, correct, seen, tick = _epoch(model, spec, recipe, train_split, optimizer, schedule,
+                                           generator, device, progress, epoch, epochs)
+        accuracy = evaluate(model, spec, test_split, device)
+        result.history.append({"epoch": epoch + 1, "train_loss": loss, "train_accuracy": correct / seen,
+                               "test_accuracy": accuracy, "images_per_s": seen / tick})
+    result.wall_time_s = time.perf_counter() - start
+    result.test_accuracy = result.history[-1]["test_accuracy"]
+    result.images_per_s = epochs * len(train_split) / result.wall_time_s
+    return result
+
+
+def _prepare(split: cifar.Split, spec: ZooModel, size: int, limit: int | None) -> cifar.Split:
+    part = cifar.subset(split, spec.classes, size if size != 32 else None)
+    return cifar.Split(part.images[:limit], part.labels[:limit]) if limit else part
+
+
+def _loss(spec: ZooModel, recipe: Recipe, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if spec.binary:
+        return F.binary_cross_entropy_with_logits(logits.squeeze(1), labels.float())
+    return F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+
+
+def _predict(spec: ZooModel, logits: torch.Tensor) -> torch.Tensor:
+    return (logits.squeeze(1) > 0).long() if spec.binary else logits.argmax(1)
+
+
+def _epoch(model: nn.Module, spec: ZooModel, recipe: Recipe, split: cifar.Split, optimizer: Any,
+           schedule: Any, generator: torch.Generator, device: str,
+           progress: Callable[[str], None] | None, epoch: int, epochs: int) -> tuple[float, int, int, float]:
+    total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    for images, labels in cifar.batches(split, recipe.batch_size, generator):
+        x = cifar.normalize(cifar.augment(images, generator).to(device))
+        y = labels.to(device)
+        logits = model(x)
+        loss = _loss(spec, recipe, logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        total_loss += loss.item() * len(y)
+        correct += int((_predict(spec, logits) == y).sum())
+        seen += len(y)
+        if progress is not None:
+            rate = seen / (time.perf_counter() - start)
+            progress(f"epoch {epoch + 1}/{epochs} [{seen}/{len(split)}] loss {total_loss / seen:.3f} "
+                     f"acc {correct / seen:.3f} {rate:.0f} img/s")
+    return total_loss / seen, correct, seen, time.perf_counter() - start
+
+
+def evaluate(model: nn.Module, spec: ZooModel, split: cifar.Split, device: str, batch_size: int = 1000) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for images, labels in cifar.batches(split, batch_size):
+            logits = model(cifar.normalize(images.to(device)))
+            correct += int((_predict(spec, logits) == labels.to(device)).sum())
+    model.train()
+    return correct / len(split)
+
+
+def write(result: Result, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{result.model}-seed{result.seed}.json"
+    path.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    _plot(result, out / f"{result.model}-seed{result.seed}.png")
+    return path
+
+
+def _plot(result: Result, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # plots are the optional [plots] extra
+        print("matplotlib not installed: no curve PNG (pip install 'torch-shapecheck[plots]')", file=sys.stderr)
+        return
+    epochs = [h["epoch"] for h in result.history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(epochs, [h["train_loss"] for h in result.history], marker="o")
+    left.set(title=f"{result.model}: training loss", xlabel="epoch")
+    right.plot(epochs, [h["train_accuracy"] for h in result.history], marker="o", label="train")
+    right.plot(epochs, [h["test_accuracy"] for h in result.history], marker="o", label="test")
+    right.set(title="accuracy", xlabel="epoch")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
