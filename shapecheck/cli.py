@@ -89,8 +89,8 @@ def zoo() -> int:
     from shapecheck.zoo import ZOO
 
     for spec in ZOO.values():
-        target = f"{spec.target_accuracy:.1%}" if spec.target_accuracy else "measured"
-        click.echo(f"{spec.name:<14} {spec.input:<10} {spec.num_outputs:>2} outputs  target {target:<9} "
+        target = f"{spec.target_accuracy:.1%}" if spec.target_accuracy else "not measured"
+        click.echo(f"{spec.name:<14} {spec.input:<10} {spec.num_outputs:>2} outputs  target {target:<12} "
                    f"shapecheck.zoo:{spec.name}  ({spec.source})")
     return EXIT_CLEAN
 
