@@ -58,8 +58,8 @@ def warm() -> None:
     print("|---|---|---|---|---|---|---|")
     for name, factory, batch, size in cases:
         model = factory().eval()
-        sc_t, sc_mem = timed(lambda: shapecheck.analyze(model, f"3x{size}x{size}", batch=batch))
-        ti_t, ti_mem = timed(lambda: torchinfo.summary(model, (batch, 3, size, size), verbose=0, device="cpu"))
+        sc_t, sc_mem = timed(lambda m=model, s=size, b=batch: shapecheck.analyze(m, f"3x{s}x{s}", batch=b))
+        ti_t, ti_mem = timed(lambda m=model, s=size, b=batch: torchinfo.summary(m, (b, 3, s, s), verbose=0, device="cpu"))
         print(f"| {name} | {batch}x3x{size}x{size} | {ti_t:.2f} | {sc_t:.3f} | {ti_t / sc_t:.1f}x "
               f"| {ti_mem:.0f} | {sc_mem:.0f} |", flush=True)
         del model

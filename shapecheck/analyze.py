@@ -35,7 +35,7 @@ def analyze(
     if batch < 1:
         raise ValueError(f"batch must be at least 1, not {batch}")
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
-    inputs = parse_inputs(input if not isinstance(input, tuple) else input, chosen)
+    inputs = parse_inputs(input, chosen)
     result = trace(model, inputs, batch, mode)
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output))
     findings = tuple(f for f in _findings(ctx) if registry.selected(f.code, tuple(select), tuple(ignore)))

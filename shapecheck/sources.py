@@ -4,7 +4,6 @@ from __future__ import annotations
 import ast
 import inspect
 import os
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from types import FrameType
@@ -56,14 +55,6 @@ def frame_location(frame: FrameType) -> Location:
     return Location(display_path(frame.f_code.co_filename), frame.f_lineno, column)
 
 
-def caller_location() -> Location | None:
-    """Where the user's code made the current call (for module rows)."""
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith((_SELF_DIR, _TORCH_DIR)):
-        frame = frame.f_back
-    return frame_location(frame) if frame is not None else None
-
-
 def traceback_location(exc: BaseException) -> Location | None:
     """The innermost frame of the user's own code in an exception's traceback."""
     found = None
@@ -80,22 +71,11 @@ def traceback_location(exc: BaseException) -> Location | None:
 
 @dataclass(frozen=True)
 class Assignment:
-    """``self.<attr> = <call>`` in a class body: where, and the call's argument sources."""
+    """``self.<attr> = <call>`` in a class body: where, and the source of the call's arguments."""
 
     location: Location
     args: tuple[str, ...]
     keywords: tuple[tuple[str, str], ...]
-    arg_spans: tuple[tuple[int, int, int, int], ...]
-    keyword_spans: tuple[tuple[str, tuple[int, int, int, int]], ...]
-
-    def argument(self, position: int, keyword: str) -> tuple[str, tuple[int, int, int, int]] | None:
-        """Source text and (line, col, end_line, end_col) of a call argument."""
-        for (key, text), (_, span) in zip(self.keywords, self.keyword_spans):
-            if key == keyword:
-                return text, span
-        if position < len(self.args):
-            return self.args[position], self.arg_spans[position]
-        return None
 
 
 def module_definition(root: nn.Module, qualname: str) -> tuple[Location | None, Assignment | None]:
@@ -143,22 +123,16 @@ def _assignments(cls: type) -> dict[str, Assignment]:
     return found
 
 
-def _span(node: ast.AST) -> tuple[int, int, int, int]:
-    return (node.lineno, node.col_offset, node.end_lineno or node.lineno, node.end_col_offset or 0)
-
-
 def _assignment(path: str, source: str, target: ast.Attribute, value: ast.expr | None) -> Assignment:
     location = Location(display_path(path), target.lineno, target.col_offset + 1)
     if not isinstance(value, ast.Call):
-        return Assignment(location, (), (), (), ())
+        return Assignment(location, (), ())
     text = lambda node: ast.get_source_segment(source, node) or ""  # noqa: E731
     keywords = [k for k in value.keywords if k.arg]
     return Assignment(
         location,
         tuple(text(a) for a in value.args),
         tuple((k.arg, text(k.value)) for k in keywords),  # type: ignore[misc]
-        tuple(_span(a) for a in value.args),
-        tuple((k.arg, _span(k.value)) for k in keywords),  # type: ignore[misc]
     )
 
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shapecheck.report import Report
-
 
 def formatter(name: str) -> Callable[..., str]:
     if name == "json":
@@ -13,5 +11,3 @@ def formatter(name: str) -> Callable[..., str]:
         from shapecheck.render.text import render
     return render
 
-
-FORMATS = ("text", "json")
