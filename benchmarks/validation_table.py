@@ -16,15 +16,16 @@ RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 
 
 def table() -> str:
-    runs: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for path in sorted(RESULTS.glob("*.json")):
+    # Runs of different lengths or devices are different rows, never averaged together.
+    runs: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+    for path in sorted(RESULTS.rglob("*.json")):
         result = json.loads(path.read_text())
-        runs[(result["model"], result["device"])].append(result)
+        runs[(result["model"], result["device"], result["epochs"])].append(result)
     lines = ["| model | params | MACs / sample | input | epochs | seeds | test accuracy (mean ± sd) | "
              "floor | wall time / run | device | torch | shape cross-check |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, spec in ZOO.items():
-        found = [(device, rs) for (model, device), rs in runs.items() if model == name]
+        found = [(device, rs) for (model, device, _), rs in runs.items() if model == name]
         if not found:
             lines.append(f"| {name} | | | {spec.input} | | | pending: not yet run | "
                          f"{_floor(spec.target_accuracy)} | | | | |")
