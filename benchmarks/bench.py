@@ -70,7 +70,7 @@ import time, sys, torch, torchvision.models as tv
 sys.path.insert(0, {root!r})
 import shapecheck
 from shapecheck.target import construct
-from tests.realrun import real_module_shapes, traced_module_shapes, unique_params
+from shapecheck.verify import real_module_shapes, traced_module_shapes, unique_params
 names = tv.list_models(module=tv)
 start = time.perf_counter()
 reports = {{}}

@@ -6,7 +6,7 @@ import torch
 
 from shapecheck.target import build, parse_target
 import shapecheck
-from tests.realrun import real_module_shapes, traced_module_shapes
+from shapecheck.verify import real_module_shapes, traced_module_shapes
 
 CLEAN = [
     ("examples/simple_cnn.py:SimpleCNN", "3x32x32", (10,)),

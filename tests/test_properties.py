@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import shapecheck
-from tests.realrun import real_module_shapes, traced_module_shapes, unique_params
+from shapecheck.verify import real_module_shapes, traced_module_shapes, unique_params
 
 
 @st.composite

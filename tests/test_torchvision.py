@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import shapecheck
-from tests.realrun import real_module_shapes, traced_module_shapes, unique_params
+from shapecheck.verify import real_module_shapes, traced_module_shapes, unique_params
 
 tv = pytest.importorskip("torchvision.models")
 

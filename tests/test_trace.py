@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import shapecheck
-from tests.realrun import unique_params
+from shapecheck.verify import unique_params
 
 
 class Functional(nn.Module):

@@ -25,7 +25,7 @@ def test_every_zoo_model_is_clean_and_cross_checks_against_a_real_batch(name):
     report = shapecheck.analyze(model, spec.input)
     assert report.findings == () and report.outputs == ((2, spec.num_outputs),)
     images = torch.randn(2, *map(int, spec.input.split("x")))
-    assert trainer.cross_check(model, spec, images).startswith("passed")
+    assert trainer.cross_check(model, spec, report, images).startswith("passed")
 
 
 class MetaLies(nn.Module):
@@ -44,8 +44,10 @@ def test_cross_check_fails_loudly_on_a_planted_mismatch():
     from dataclasses import replace
 
     spec = replace(ZOO["simple_cnn"], name="meta_lies", factory=MetaLies)
-    with pytest.raises(AssertionError, match="shape cross-check failed for meta_lies"):
-        trainer.cross_check(MetaLies(), spec, torch.randn(2, 3, 32, 32))
+    model = MetaLies()
+    report = shapecheck.analyze(model, "3x32x32")
+    with pytest.raises(AssertionError, match=r"shape cross-check failed for meta_lies: conv: predicted \[\(\(2, 4, 30, 30\),\)\], ran \[\(\(2, 4, 29, 30\),\)\]"):
+        trainer.cross_check(model, spec, report, torch.randn(2, 3, 32, 32))
 
 
 def test_zoo_models_are_cli_targets(capsys):

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import shapecheck
+from shapecheck.report import Report
+from shapecheck.verify import real_module_shapes, traced_module_shapes, unique_params
 from shapecheck.zoo import ZOO, ZooModel
 from shapecheck.zoo import data as cifar
 
@@ -55,31 +57,19 @@ class Result:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def cross_check(model: nn.Module, spec: ZooModel, images: torch.Tensor) -> str:
-    """Predicted per-layer shapes and parameters must equal the real first batch exactly."""
-    report = shapecheck.analyze(model, spec.input, batch=len(images))
+def cross_check(model: nn.Module, spec: ZooModel, report: Report, images: torch.Tensor) -> str:
+    """``report``'s per-layer shapes and parameters must equal a real forward of ``images`` exactly."""
     if report.errors:
         raise AssertionError(f"shapecheck reports errors for {spec.name}: {report.errors}")
-    # Every call, as a sorted multiset: hooks see calls in post-order, the report in pre-order.
-    predicted = sorted((l.name, l.output_shapes) for l in report.layers if l.kind == "module" and l.depth)
-    names = {id(m): n for n, m in model.named_modules() if n}
-    calls: list[tuple[str, tuple]] = []
-    hooks = [m.register_forward_hook(lambda mod, a, out: calls.append((names[id(mod)], (tuple(out.shape),))))
-             for m in model.modules() if id(m) in names]
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    seen = sorted(calls)
-    if predicted != seen:
-        raise AssertionError(f"shape cross-check failed for {spec.name}: predicted "
-                             f"{[p for p in predicted if p not in seen]}, ran {[s for s in seen if s not in predicted]}")
-    params = sum(p.numel() for p in model.parameters())
+    predicted, real = traced_module_shapes(report), real_module_shapes(model, images)
+    if predicted != real:
+        differing = sorted(n for n in predicted.keys() | real.keys() if predicted.get(n) != real.get(n))
+        raise AssertionError(f"shape cross-check failed for {spec.name}: " + "; ".join(
+            f"{n}: predicted {predicted.get(n)}, ran {real.get(n)}" for n in differing))
+    params = unique_params(model)
     if report.totals.params != params:
         raise AssertionError(f"parameter count: predicted {report.totals.params}, model has {params}")
-    return f"passed: {len(predicted)} layer shapes and {params:,} parameters equal the first real batch"
+    return f"passed: {sum(map(len, real.values()))} layer calls and {params:,} parameters equal the first real batch"
 
 
 def train(name: str, dataset: cifar.Dataset, epochs: int, device: str = "cpu", seed: int = 0,
@@ -90,10 +80,10 @@ def train(name: str, dataset: cifar.Dataset, epochs: int, device: str = "cpu", s
     train_split = _prepare(dataset.train, spec, size, limit)
     test_split = _prepare(dataset.test, spec, size, None)
     model = spec.factory().to(device)
-    report = shapecheck.analyze(model, spec.input, batch=1)
-    result = Result(name, report.totals.params, report.totals.macs, spec.input, epochs, seed, device)
     first = cifar.normalize(train_split.images[: recipe.batch_size].to(device))
-    result.cross_check = cross_check(model, spec, first)
+    report = shapecheck.analyze(model, spec.input, batch=len(first))
+    result = Result(name, report.totals.params, report.totals.macs // len(first), spec.input, epochs, seed, device)
+    result.cross_check = cross_check(model, spec, report, first)
     model.train()
     steps = epochs * math.ceil(len(train_split) / recipe.batch_size)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,

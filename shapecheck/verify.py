@@ -1,10 +1,16 @@
-"""Ground truth: what a real CPU forward pass produces, recorded with forward hooks."""
+"""Ground truth: what a real forward pass produces, recorded with forward hooks.
+
+Independent of the tracer: the zoo's training cross-check and the test suite both compare
+a Report against it, call by call.
+"""
 from __future__ import annotations
 
 from collections import defaultdict
 
 import torch
 from torch import nn
+
+from shapecheck.report import Report
 
 
 def _shapes(out: object) -> tuple[tuple[int, ...], ...]:
@@ -18,7 +24,10 @@ def _shapes(out: object) -> tuple[tuple[int, ...], ...]:
 
 
 def real_module_shapes(model: nn.Module, *inputs: torch.Tensor) -> dict[str, list[tuple]]:
-    """Module name -> output shapes of each of its calls, in call order (eval, no_grad)."""
+    """Module name -> output shapes of each of its calls, in call order (eval, no_grad).
+
+    The model's own mode is restored afterwards.
+    """
     names = {}
     for name, module in model.named_modules(remove_duplicate=False):
         names.setdefault(id(module), name)
@@ -39,9 +48,10 @@ def real_module_shapes(model: nn.Module, *inputs: torch.Tensor) -> dict[str, lis
     return dict(seen)
 
 
-def traced_module_shapes(report: object) -> dict[str, list[tuple]]:
+def traced_module_shapes(report: Report) -> dict[str, list[tuple]]:
+    """The same mapping, as the Report predicts it."""
     seen: dict[str, list[tuple]] = defaultdict(list)
-    for layer in report.layers:  # type: ignore[attr-defined]
+    for layer in report.layers:
         if layer.kind == "module":
             seen[layer.name if layer.depth else ""].append(layer.output_shapes)
     return dict(seen)
