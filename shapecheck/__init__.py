@@ -1,9 +1,25 @@
 """shapecheck: per-layer shapes, parameters and MACs of PyTorch models, and shape diagnostics."""
 from __future__ import annotations
 
-from shapecheck.analyze import analyze
-from shapecheck.report import Finding, Layer, Location, Report, Totals
-from shapecheck.spec import InputSpec
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shapecheck.analyze import analyze
+    from shapecheck.report import Finding, Layer, Location, Report, Totals
+    from shapecheck.spec import InputSpec
 
 __all__ = ["analyze", "Finding", "InputSpec", "Layer", "Location", "Report", "Totals"]
 __version__ = "0.1.0"
+
+# Loaded on first use: importing the package (and so the CLI) must not import torch,
+# which `shapecheck --help` and `shapecheck zoo` do not need.
+_LAZY = {"analyze": "shapecheck.analyze", "Finding": "shapecheck.report", "Layer": "shapecheck.report",
+         "Location": "shapecheck.report", "Report": "shapecheck.report", "Totals": "shapecheck.report",
+         "InputSpec": "shapecheck.spec"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'shapecheck' has no attribute {name!r}")

@@ -173,6 +173,13 @@ def test_constructor_that_needs_real_values_is_built_on_cpu(tmp_path, capsys, mo
     assert code == 0 and "[2, 6]" in out and "built on CPU" in out
 
 
+def test_importing_the_cli_does_not_import_torch():
+    probe = "import sys, shapecheck.cli; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert main(["--help"]) == 0
+
+
 def test_the_console_script_runs_without_torchvision(in_repo):
     probe = ("import sys, runpy; sys.argv = ['shapecheck', 'examples/quiz_a.py:Net', '-i', '3x64x64'];"
              "from shapecheck.cli import main; code = main();"
