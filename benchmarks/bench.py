@@ -16,17 +16,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def hwm_mb() -> float:
-    """Peak resident memory since the last reset (VmHWM), in MB."""
+def _status_mb(key: str) -> float:
+    """A memory line of /proc/self/status (VmRSS now, VmHWM peak since the last reset), in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
+        if line.startswith(key):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -38,10 +31,10 @@ def reset_hwm() -> None:
 def timed(fn):  # type: ignore[no-untyped-def]
     gc.collect()
     reset_hwm()
-    before = rss_mb()
+    before = _status_mb("VmRSS")
     start = time.perf_counter()
     fn()
-    return time.perf_counter() - start, hwm_mb() - before
+    return time.perf_counter() - start, _status_mb("VmHWM") - before
 
 
 def warm() -> None:

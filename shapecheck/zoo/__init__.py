@@ -44,21 +44,9 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in (
 )}
 
 
-def simple_cnn() -> nn.Module:
-    return models.SimpleCNN()
-
-
-def tutorial_net() -> nn.Module:
-    return models.TutorialNet()
-
-
-def quiz_cnn() -> nn.Module:
-    return models.QuizCNN()
-
-
-def cat_dog_cnn() -> nn.Module:
-    return models.CatDogCNN()
-
-
-def resnet() -> nn.Module:
-    return models.ResNetCIFAR()
+# CLI targets: `shapecheck shapecheck.zoo:simple_cnn` builds the class like any other target.
+simple_cnn = models.SimpleCNN
+tutorial_net = models.TutorialNet
+quiz_cnn = models.QuizCNN
+cat_dog_cnn = models.CatDogCNN
+resnet = models.ResNetCIFAR
