@@ -5,7 +5,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shapecheck.analyze import analyze
+    from shapecheck.analysis import analyze
     from shapecheck.report import Finding, Layer, Location, Report, Totals
     from shapecheck.spec import InputSpec
 
@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 # Loaded on first use: importing the package (and so the CLI) must not import torch,
 # which `shapecheck --help` and `shapecheck zoo` do not need.
-_LAZY = {"analyze": "shapecheck.analyze", "Finding": "shapecheck.report", "Layer": "shapecheck.report",
+_LAZY = {"analyze": "shapecheck.analysis", "Finding": "shapecheck.report", "Layer": "shapecheck.report",
          "Location": "shapecheck.report", "Report": "shapecheck.report", "Totals": "shapecheck.report",
          "InputSpec": "shapecheck.spec"}
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from shapecheck.report import Finding, Layer, Report, Shape, Totals
-from shapecheck.rules import registry
+from shapecheck.rules import crash, registry
 from shapecheck.rules.context import Context
 from shapecheck.spec import InputSpec, parse_dtype, parse_inputs
 from shapecheck.trace import Mode, TraceResult, trace
@@ -49,8 +49,6 @@ def analyze(
 
 
 def _findings(ctx: Context) -> list[Finding]:
-    from shapecheck.rules import crash
-
     found = [*crash.check(ctx), *crash.check_output(ctx)]
     return sorted(found, key=lambda f: (f.location.path if f.location else "",
                                         f.location.line if f.location else 0, f.code))

@@ -65,7 +65,7 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
           mode: str, fmt: str, depth: int, show_source: bool, select: tuple[str, ...],
           ignore: tuple[str, ...], exit_zero: bool, verbose: bool) -> int:
     """Analyze TARGET (FILE.py:Name, package.module:Name, optionally Name(key=value))."""
-    from shapecheck.analyze import analyze
+    from shapecheck.analysis import analyze
     from shapecheck.render import formatter
     from shapecheck.spec import parse_dtype, parse_input
     from shapecheck.target import build, parse_target
