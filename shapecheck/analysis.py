@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 import torch
 from torch import nn
 
-from shapecheck.report import Finding, Layer, Report, Shape, Totals
-from shapecheck.rules import crash, registry
-from shapecheck.rules.context import Context
+from shapecheck import noqa, sources
+from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
+from shapecheck.rules import batch as batch_rule
+from shapecheck.rules import crash, design, pixels, registry
+from shapecheck.rules.context import Context, Submodule
+from shapecheck.sizes import Solver
 from shapecheck.spec import InputSpec, parse_dtype, parse_inputs
 from shapecheck.trace import Mode, TraceResult, trace
 
@@ -37,8 +41,12 @@ def analyze(
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
     result = trace(model, inputs, batch, mode)
-    ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output))
-    findings = tuple(f for f in _findings(ctx) if registry.selected(f.code, tuple(select), tuple(ignore)))
+    second = trace(model, inputs, batch + 1, mode).layers if batch_rule.needs_second_trace(
+        result.layers, batch) else None
+    ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
+                  second=second, submodules=_submodules(model), touched=result.touched,
+                  solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model))
+    findings = noqa.keep(f for f in _findings(ctx) if registry.selected(f.code, tuple(select), tuple(ignore)))
     return Report(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=_totals(model, result), outputs=result.outputs,
@@ -49,9 +57,27 @@ def analyze(
 
 
 def _findings(ctx: Context) -> list[Finding]:
-    found = [*crash.check(ctx), *crash.check_output(ctx)]
+    found = [*crash.check(ctx), *crash.check_output(ctx), *batch_rule.check(ctx), *pixels.check(ctx),
+             *design.check(ctx)]
     return sorted(found, key=lambda f: (f.location.path if f.location else "",
                                         f.location.line if f.location else 0, f.code))
+
+
+def _submodules(model: nn.Module) -> tuple[Submodule, ...]:
+    under: dict[str, list[tuple[str, int]]] = {name: [] for name, _ in model.named_modules()}
+    for full, param in model.named_parameters():
+        owner = full
+        while owner:  # every enclosing module holds this parameter
+            owner = owner.rpartition(".")[0]
+            if owner in under:
+                under[owner].append((full, param.numel()))
+    return tuple(Submodule(name, type(module).__name__, tuple(p for p, _ in under[name]),
+                           sum(n for _, n in under[name]))
+                 for name, module in model.named_modules())
+
+
+def _locate(model: nn.Module, name: str) -> Location | None:
+    return sources.module_definition(model, name)[0]
 
 
 def _totals(model: nn.Module, result: TraceResult) -> Totals:

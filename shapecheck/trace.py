@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,6 +76,8 @@ class TraceResult:
     failures: tuple[Failure, ...]
     outputs: tuple[Shape, ...]
     device: Literal["meta", "cpu"]
+    # Parameters and buffers the user's forward handed to an op directly (F.linear(x, self.w)).
+    touched: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -107,6 +110,7 @@ class _Tracer:
     producers: dict[int, int] = field(default_factory=dict)
     alive: list[torch.Tensor] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
+    touched: set[int] = field(default_factory=set)
     suspended: bool = False
 
     # -- rows ---------------------------------------------------------------------------
@@ -148,7 +152,7 @@ class _Tracer:
             self.close(index, None, failed=True)
             raise
         except Exception as exc:
-            _raise_if_needs_values(exc)
+            raise_if_needs_values(exc)
             out = self._recover_module(index, call, module, args, kwargs, exc)
         self.close(index, out)
         return out
@@ -163,7 +167,7 @@ class _Tracer:
             input_shapes=tuple(tuple(t.shape) for t in tensors),
             input_sources=self.sources_of(tensors),
             called_at=sources.frame_location(frame) if frame is not None else None,
-            module=module, attrs=_module_attrs(module),
+            module=module, attrs=module_attrs(module),
             params=sum(p.numel() for p in module.parameters()) if first else 0,
         )
 
@@ -197,6 +201,7 @@ class _Tracer:
     # -- functional ops -----------------------------------------------------------------
     def function_call(self, func: Any, args: tuple, kwargs: dict, frame: Any) -> Any:
         tensors = list(_tensors((args, kwargs)))
+        self.touched.update(id(t) for t in tensors)
         name, kind = _op_names(func)
         index = self.open(_Row(
             name=name, type=kind, kind="function", depth=len(self.stack), parent=self.parent(),
@@ -210,7 +215,7 @@ class _Tracer:
             self.close(index, None, failed=True)
             raise
         except Exception as exc:
-            _raise_if_needs_values(exc)
+            raise_if_needs_values(exc)
             out = self._recover_function(index, name, args, exc)
         if index == len(self.rows) - 1 and not any(True for _ in _tensors(out)):
             self.rows.pop()
@@ -278,9 +283,8 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     for name, module in model.named_modules(remove_duplicate=False):
         names.setdefault(id(module), name)
     tracer = _Tracer(names)
-    stand_ins = _stand_ins(model, device)
-    xs = tuple(_make_input(spec, batch, device) for spec in inputs)
-    flags = {module: module.training for module in model.modules()}
+    weights = stand_ins(model, device)
+    xs = tuple(make_input(spec, batch, device) for spec in inputs)
     original = nn.Module.__call__
 
     def call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
@@ -289,21 +293,32 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     out = None
     nn.Module.__call__ = call  # type: ignore[method-assign]
     try:
-        if mode != "same":
-            model.train(mode == "train")
-        with torch.no_grad(), torch.device(device), _FunctionMode(tracer), _FlopMode(tracer):
-            out = functional_call(model, stand_ins, xs, strict=False, tie_weights=True)
+        with in_mode(model, mode), torch.no_grad(), torch.device(device), _FunctionMode(tracer), \
+                _FlopMode(tracer):
+            out = functional_call(model, weights, xs, strict=False, tie_weights=True)
     except _Abort:
         out = None
     finally:
         nn.Module.__call__ = original  # type: ignore[method-assign]
-        for module, training in flags.items():
-            module.training = training
     while tracer.stack:  # rows left open by an aborted forward
         tracer.close(tracer.stack[-1], None, failed=True)
     layers = tuple(_freeze(i, row, model) for i, row in enumerate(tracer.rows))
     outputs = tuple(tuple(t.shape) for t in _tensors(out))
-    return TraceResult(layers, tuple(tracer.failures), outputs, device)
+    touched = frozenset(name for name, t in weights.items() if id(t) in tracer.touched)
+    return TraceResult(layers, tuple(tracer.failures), outputs, device, touched)
+
+
+@contextmanager
+def in_mode(model: nn.Module, mode: Mode) -> Iterator[None]:
+    """Put the model in ``mode`` for the trace and restore every module's own flag after."""
+    flags = {module: module.training for module in model.modules()}
+    try:
+        if mode != "same":
+            model.train(mode == "train")
+        yield
+    finally:
+        for module, training in flags.items():
+            module.training = training
 
 
 def _freeze(index: int, row: _Row, root: nn.Module) -> Layer:
@@ -332,13 +347,14 @@ def _named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, An
     return tuple((f"src:{key}", text) for key, text in named.items())
 
 
-def _stand_ins(model: nn.Module, device: str) -> dict[str, torch.Tensor]:
-    stand_ins: dict[str, torch.Tensor] = {}
+def stand_ins(model: nn.Module, device: str) -> dict[str, torch.Tensor]:
+    """Tensors that take the place of the model's parameters and buffers in ``functional_call``."""
+    weights: dict[str, torch.Tensor] = {}
     for name, param in model.named_parameters():
-        stand_ins[name] = _stand_in(param, device, share=True)
+        weights[name] = _stand_in(param, device, share=True)
     for name, buffer in model.named_buffers():
-        stand_ins[name] = _stand_in(buffer, device, share=False)
-    return stand_ins
+        weights[name] = _stand_in(buffer, device, share=False)
+    return weights
 
 
 def _stand_in(t: torch.Tensor, device: str, share: bool) -> torch.Tensor:
@@ -354,7 +370,7 @@ def _stand_in(t: torch.Tensor, device: str, share: bool) -> torch.Tensor:
     return real if share else real.clone()
 
 
-def _make_input(spec: InputSpec, batch: int, device: str) -> torch.Tensor:
+def make_input(spec: InputSpec, batch: int, device: str) -> torch.Tensor:
     shape = spec.batched(batch)
     if device == "meta":
         return torch.empty(shape, dtype=spec.dtype, device="meta")
@@ -386,7 +402,7 @@ def _declared_channels(module: nn.Module) -> int | None:
     return None
 
 
-def _module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
+def module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     if not type(module).__module__.startswith("torch.nn"):
         return ()
     attrs = [(key, getattr(module, key)) for key in _RECORDED_ATTRS
@@ -446,6 +462,6 @@ def _tensors(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
 _VALUE_MARKERS = ("meta tensor", "register_meta", "'Meta' backend", "on meta", "device='meta'")
 
 
-def _raise_if_needs_values(exc: Exception) -> None:
+def raise_if_needs_values(exc: Exception) -> None:
     if any(marker in str(exc) for marker in _VALUE_MARKERS):
         raise NeedsValues(str(exc)) from exc

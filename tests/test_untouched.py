@@ -55,7 +55,7 @@ def test_a_failing_trace_restores_everything_too():
     model = _model()
     before = _state(model)
     report = shapecheck.analyze(model, "3x9x9")  # fc sees 8x7x7
-    assert [f.code for f in report.findings] == ["SHP001"]
+    assert [f.code for f in report.errors] == ["SHP001"]
     _assert_same(before, _state(model))
 
 

@@ -23,7 +23,7 @@ def test_every_zoo_model_is_clean_and_cross_checks_against_a_real_batch(name):
     spec = ZOO[name]
     model = spec.factory().eval()
     report = shapecheck.analyze(model, spec.input)
-    assert report.findings == () and report.outputs == ((2, spec.num_outputs),)
+    assert report.errors == () and report.outputs == ((2, spec.num_outputs),)
     images = torch.randn(2, *map(int, spec.input.split("x")))
     assert trainer.cross_check(model, spec, report, images).startswith("passed")
 

@@ -2,13 +2,25 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from shapecheck.report import Layer, Shape
+from shapecheck.report import Layer, Location, Shape
+from shapecheck.sizes import Solver
 from shapecheck.spec import InputSpec
 from shapecheck.trace import Failure
 
-_FLATTENS = {"view", "reshape", "flatten", "Flatten"}
+FLATTENS = frozenset({"view", "reshape", "flatten", "Flatten"})
+
+
+@dataclass(frozen=True)
+class Submodule:
+    """A module of the model, called or not: what the unused-submodule rule needs."""
+
+    name: str
+    type: str
+    params: tuple[str, ...]  # full names of the parameters under it
+    numel: int
 
 
 @dataclass(frozen=True)
@@ -19,6 +31,13 @@ class Context:
     batch: int
     outputs: tuple[Shape, ...]
     expected_output: Shape | None = None
+    # The same trace at batch + 1, when a reshape makes the batch worth checking (SHP004).
+    second: tuple[Layer, ...] | None = None
+    submodules: tuple[Submodule, ...] = ()
+    touched: frozenset[str] = frozenset()
+    # Services that run the model again, used only when a rule fires.
+    solver: Solver | None = field(default=None, compare=False)
+    locate: Callable[[str], Location | None] = field(default=lambda name: None, compare=False)
 
     @property
     def input_text(self) -> str:
@@ -37,9 +56,34 @@ class Context:
         """
         source = self.producer(layer)
         shape = layer.input_shapes[0] if layer.input_shapes else ()
-        if source is not None and source.name in _FLATTENS and source.input_shapes:
+        while source is not None and _elementwise(source):  # dropout, relu between flatten and fc
+            source = self.producer(source)
+        if source is not None and source.name in FLATTENS and source.input_shapes:
             return self.producer(source), source.input_shapes[0]
         return source, shape
+
+    @property
+    def completed(self) -> bool:
+        """The forward ran to the end, recovering from every failure on the way."""
+        return bool(self.outputs) and all(f.recovered for f in self.failures)
+
+    @property
+    def square(self) -> int | None:
+        """The spatial size of the first input when it is square (64 for 3x64x64)."""
+        shape = self.inputs[0].shape if self.inputs else ()
+        return shape[1] if len(shape) >= 2 and len(set(shape[1:])) == 1 else None
+
+    def sized(self, size: int) -> str:
+        """The first input with every spatial dimension set to ``size``: ``3x60x60``."""
+        shape = self.inputs[0].shape
+        return "x".join(str(d) for d in (shape[0], *(size for _ in shape[1:])))
+
+
+def _elementwise(layer: Layer) -> bool:
+    # Same shape in and out, and no weights that map features: dropout, activations, norms.
+    return (len(layer.input_shapes) == 1 and layer.output_shapes == layer.input_shapes
+            and layer.name not in FLATTENS and layer.attr("in_features") is None
+            and layer.attr("in_channels") is None)
 
 
 def shape_text(shape: Shape) -> str:

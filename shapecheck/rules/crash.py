@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from shapecheck.report import Finding, Layer
 from shapecheck.rules import registry as r
 from shapecheck.rules.context import Context, factors, shape_text
+from shapecheck.sizes import ranges
 from shapecheck.trace import Failure
 
 # Names that a forward commonly uses without importing them, and the import that fixes it.
@@ -73,7 +74,20 @@ def _linear_message(ctx: Context, layer: Layer) -> str:
     origin = f" from {source.name} {shape_text(shape)}" if source is not None else f" {shape_text(shape)}"
     breakdown = f" = {factors(shape)}" if len(shape) > 2 else ""
     return (f"{layer.name}: Linear expects in_features={declared}{written} but receives "
-            f"{received}{breakdown}{origin} for input {ctx.input_text}")
+            f"{received}{breakdown}{origin} for input {ctx.input_text}{_fits(ctx, layer, declared)}")
+
+
+def _fits(ctx: Context, layer: Layer, declared: int) -> str:
+    """``; 2880 fits 60x60 to 63x63 inputs``: what the author's number was computed for."""
+    size = ctx.square
+    if ctx.solver is None or size is None:
+        return ""
+    fits = ctx.solver.fits(layer.name, declared, size)
+    if not fits:
+        return f"; {declared} fits no input from {ctx.sized(1)} to {ctx.sized(2 * size)}"
+    span = ctx.sized(fits[0]) if len(fits) == 1 else f"{ctx.sized(fits[0])} to {ctx.sized(fits[-1])}"
+    gaps = "" if fits == tuple(range(fits[0], fits[-1] + 1)) else f" (sizes {ranges(fits)})"
+    return f"; {declared} fits {span} inputs{gaps}"
 
 
 def _channels_last(ctx: Context, layer: Layer, declared: int) -> bool:
@@ -101,7 +115,15 @@ def _too_small_message(ctx: Context, layer: Layer, got: tuple[int, ...], kernel:
     after = f" after {source.name}" if source is not None else ""
     return (f"{layer.name}: input too small for input {ctx.input_text}: the map is "
             f"{'x'.join(map(str, spatial))}{after} but {layer.type} needs at least "
-            f"{'x'.join(map(str, span))}; use a larger input, padding, or fewer pooling stages")
+            f"{'x'.join(map(str, span))}; {_smallest(ctx)}use a larger input, padding, or fewer pooling stages")
+
+
+def _smallest(ctx: Context) -> str:
+    size = ctx.square
+    smallest = ctx.solver.smallest(size) if ctx.solver is not None and size is not None else None
+    if smallest is None:
+        return ""
+    return f"the smallest input that runs is {ctx.sized(smallest)}; "
 
 
 def _function_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:

@@ -10,13 +10,17 @@ def render() -> str:
              "a test fails when this page and the registry differ.", "",
              "| code | name | severity | on by default |", "|---|---|---|---|"]
     lines += [f"| [{r.code}](#{r.code.lower()}) | {r.name} | {r.severity} | {'yes' if r.enabled else 'no'} |"
-              for r in RULES.values()]
-    for rule in RULES.values():
+              for r in _ordered()]
+    for rule in _ordered():
         lines += ["", f"## {rule.code}", "", f"`{rule.name}` ({rule.severity}): {rule.summary}.", "",
                   "### What it does", "", rule.what, "", "### Why is this bad?", "", rule.why, "",
                   "### Example", "", "```python", rule.example, "```", "",
                   "### Use instead", "", "```python", rule.use_instead, "```"]
     return "\n".join(lines) + "\n"
+
+
+def _ordered() -> list:
+    return sorted(RULES.values(), key=lambda rule: rule.code)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,69 @@ SHAPE_ERROR = register(Rule(
     example="out = torch.cat([a, b], dim=1)  # a is 16x16, b is 15x15",
     use_instead="b = F.interpolate(b, size=a.shape[-2:])\nout = torch.cat([a, b], dim=1)",
 ))
+BATCH_FOLDED = register(Rule(
+    "SHP004", "batch-folded", "error",
+    "a reshape mixes the batch dimension into the features",
+    what=("Traces the model at two batch sizes and checks that every `view`/`reshape`/`flatten` keeps "
+          "one leading row per sample."),
+    why=("`x.view(-1, 10 * 13 * 13)` on a [B, 20, 13, 13] map runs without error and returns 2B rows "
+         "of half a sample each. The loss then compares the wrong rows with the labels, and training "
+         "quietly fails. A hard-coded batch (`x.view(64, -1)`) breaks on the last, smaller batch."),
+    example="x = x.view(-1, 10 * 13 * 13)  # the map is 20x13x13",
+    use_instead="x = x.flatten(1)  # or x.view(x.size(0), -1)",
+))
+DROPPED_PIXELS = register(Rule(
+    "SHP101", "dropped-pixels", "warning",
+    "a strided window never reads the last rows or columns of its input",
+    what=("Checks every convolution and pooling layer for input rows and columns that no window covers "
+          "because of floor division."),
+    why=("`MaxPool2d(2, 2)` on a 75x75 map returns 37x37 and ignores the last row and column. Nothing "
+         "fails, but information at the border is thrown away, and the map no longer lines up with the "
+         "input for dense prediction."),
+    example="# 3x150x150 input: 150 -> 75, then\nself.pool = nn.MaxPool2d(2, 2)  # 75 -> 37, the last row is lost",
+    use_instead="self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)  # 75 -> 38\n# or pad, or choose an input size that divides evenly",
+))
+UNUSED_SUBMODULE = register(Rule(
+    "SHP102", "unused-submodule", "warning",
+    "a submodule is defined in __init__ but never called",
+    what="Lists submodules, with their parameter counts, that the traced forward never calls or reads.",
+    why=("Unused layers still count in `parameters()`, take optimizer state and checkpoint space, and "
+         "often mean a forgotten line in `forward`."),
+    example="self.dropout = nn.Dropout(0.5)  # forward never calls self.dropout",
+    use_instead="x = self.dropout(x)  # call it, or delete the attribute",
+))
+BIAS_BEFORE_NORM = register(Rule(
+    "SHP103", "bias-before-batchnorm", "warning",
+    "a conv or linear layer with bias feeds BatchNorm directly",
+    what="Finds `Conv`/`Linear` layers with `bias=True` whose output goes straight into BatchNorm.",
+    why="BatchNorm subtracts each channel's mean, which cancels any constant bias: those parameters train to no effect.",
+    example="self.conv = nn.Conv2d(3, 16, 3)\nself.bn = nn.BatchNorm2d(16)",
+    use_instead="self.conv = nn.Conv2d(3, 16, 3, bias=False)\nself.bn = nn.BatchNorm2d(16)",
+))
+SOFTMAX_OUTPUT = register(Rule(
+    "SHP104", "softmax-output", "warning",
+    "the model ends in softmax or log-softmax",
+    what="Checks whether the model's last operation is a softmax or log-softmax.",
+    why=("`nn.CrossEntropyLoss` applies log-softmax itself. A model that already ends in softmax "
+         "computes a double softmax: gradients shrink and training stalls. Log-softmax is right only "
+         "with `nn.NLLLoss`."),
+    example="return F.softmax(self.fc2(x), dim=1)",
+    use_instead="return self.fc2(x)  # logits; apply softmax only for predictions",
+))
+DOMINANT_LINEAR = register(Rule(
+    "SHP105", "dominant-linear", "info",
+    "one Linear layer after a flatten holds most of the parameters",
+    what="Reports a `Linear` fed by a flattened feature map that holds at least half of all parameters.",
+    why=("Flattening a large map into a dense layer multiplies its size by every pixel; the model "
+         "overfits and is tied to one input size. Global pooling keeps the features and drops the pixels."),
+    example="self.fc1 = nn.Linear(32 * 37 * 37, 128)  # 5.6M of 5.6M parameters",
+    use_instead="self.pool = nn.AdaptiveAvgPool2d(1)\nself.fc1 = nn.Linear(32, 128)",
+))
+FIXED_INPUT_SIZE = register(Rule(
+    "SHP106", "fixed-input-size", "info",
+    "a hard-coded flatten size ties the model to a few input sizes",
+    what="Reports a `Linear` whose `in_features` counts the pixels of a flattened map, with the input sizes it fits.",
+    why="The model fails on any other input size, and the number must be recomputed by hand after every change to the conv stack.",
+    example="self.fc1 = nn.Linear(32 * 8 * 8, 10)  # only 32x32 to 35x35 inputs",
+    use_instead="self.pool = nn.AdaptiveAvgPool2d((8, 8))  # any input of at least 8x8\nself.fc1 = nn.Linear(32 * 8 * 8, 10)\n# or nn.LazyLinear(10)",
+))

@@ -1,0 +1,61 @@
+"""SHP004: a reshape that mixes samples, found by comparing traces at two batch sizes."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from shapecheck.report import Finding, Layer
+from shapecheck.rules import registry as r
+from shapecheck.rules.context import FLATTENS, Context, shape_text
+
+
+def needs_second_trace(layers: tuple[Layer, ...], batch: int) -> bool:
+    """Only a reshape can fold the batch: one that breaks it, or names its size, gets a second look."""
+    return any(_reshape(layer) and _leads(layer.input_shapes[0], batch)
+               and (not _leads(layer.output_shapes[0], batch) or _names_batch(layer, batch))
+               for layer in layers)
+
+
+def check(ctx: Context) -> Iterator[Finding]:
+    if ctx.second is None:
+        return
+    other = ctx.batch + 1
+    for first, second in zip(ctx.layers, ctx.second):
+        if (first.name, first.called_at) != (second.name, second.called_at):
+            return  # the two traces took different paths; nothing more is comparable
+        if not (_reshape(first) and not first.failed and _leads(first.input_shapes[0], ctx.batch)
+                and second.input_shapes and _leads(second.input_shapes[0], other)):
+            continue
+        if second.failed or not second.output_shapes or not (
+                _leads(first.output_shapes[0], ctx.batch) and _leads(second.output_shapes[0], other)):
+            yield _finding(ctx, first, second)
+            return  # everything downstream inherits the fold
+
+
+def _reshape(layer: Layer) -> bool:
+    return layer.name in FLATTENS and bool(layer.input_shapes) and bool(layer.output_shapes)
+
+
+def _leads(shape: tuple[int, ...], batch: int) -> bool:
+    return shape[:1] == (batch,)
+
+
+def _names_batch(layer: Layer, batch: int) -> bool:
+    return layer.args.split(",")[0].strip().lstrip("(") == str(batch)
+
+
+def _finding(ctx: Context, first: Layer, second: Layer) -> Finding:
+    rows = first.output_shapes[0][0] if first.output_shapes[0] else 1
+    if rows != ctx.batch and rows % ctx.batch == 0:
+        what = f"each sample becomes {rows // ctx.batch} rows"
+    elif rows != ctx.batch:
+        what = f"{ctx.batch} samples become {rows} rows"
+    else:
+        what = "the batch size is hard-coded"
+    later = (shape_text(second.output_shapes[0]) if second.output_shapes and not second.failed
+             else "an error")
+    return r.BATCH_FOLDED.finding(
+        f"{first.name}({first.args}) does not keep the batch: {shape_text(first.input_shapes[0])} -> "
+        f"{shape_text(first.output_shapes[0])} at batch {ctx.batch}, {shape_text(second.input_shapes[0])} -> "
+        f"{later} at batch {ctx.batch + 1}; {what} for input {ctx.input_text}; "
+        "use x.flatten(1) or x.view(x.size(0), -1)",
+        first.called_at, layer=first.name, hint="x.flatten(1)")

@@ -1,0 +1,118 @@
+"""Architecture smells: layers that run but waste parameters, compute or input sizes."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from shapecheck.report import Finding, Layer
+from shapecheck.rules import registry as r
+from shapecheck.rules.context import Context, factors
+from shapecheck.sizes import ranges
+
+_SOFTMAX = frozenset({"softmax", "log_softmax", "Softmax", "LogSoftmax"})
+_BATCHNORM = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm")
+DOMINANT_SHARE = 0.5
+
+
+def check(ctx: Context) -> Iterator[Finding]:
+    yield from _unused(ctx)
+    yield from _bias_before_norm(ctx)
+    yield from _softmax_output(ctx)
+    yield from _flattened_linears(ctx)
+
+
+def _unused(ctx: Context) -> Iterator[Finding]:
+    """SHP102: report the outermost modules that neither run nor lend a parameter to the forward."""
+    if not ctx.completed:
+        return  # an aborted forward never reached the later layers
+    called = {layer.name for layer in ctx.layers if layer.kind == "module"}
+    live = _with_ancestors({m.name for m in ctx.submodules
+                            if m.name in called or any(p in ctx.touched for p in m.params)})
+    for m in ctx.submodules:
+        if m.name and m.name not in live and m.name.rpartition(".")[0] in live:
+            params = f"its {m.numel:,} parameters are" if m.numel else "it has no parameters, but it is"
+            yield r.UNUSED_SUBMODULE.finding(
+                f"{m.name} ({m.type}) is defined but never called in forward for input "
+                f"{ctx.input_text}; {params} dead weight: call it or delete it",
+                ctx.locate(m.name), layer=m.name)
+
+
+def _with_ancestors(names: set[str]) -> set[str]:
+    out = {""} | names
+    for name in names:
+        while name:
+            name = name.rpartition(".")[0]
+            out.add(name)
+    return out
+
+
+def _bias_before_norm(ctx: Context) -> Iterator[Finding]:
+    """SHP103: BatchNorm subtracts the mean, so the bias of the layer before it cancels out."""
+    seen: set[str] = set()
+    for layer in ctx.layers:
+        source = ctx.producer(layer) if layer.type in _BATCHNORM else None
+        if source is None or source.attr("bias") is not True or source.name in seen:
+            continue
+        seen.add(source.name)
+        channels = source.attr("out_channels", source.attr("out_features"))
+        yield r.BIAS_BEFORE_NORM.finding(
+            f"{source.name}: {source.type} has bias=True but feeds {layer.name} ({layer.type}) directly, "
+            f"which subtracts each channel's mean: its {channels} bias parameters do nothing; "
+            "pass bias=False", source.defined_at or source.called_at, layer=source.name,
+            called_at=source.called_at, hint="bias=False")
+
+
+def _softmax_output(ctx: Context) -> Iterator[Finding]:
+    """SHP104: the last leaf op produced the output and it is a softmax."""
+    last = next((l for l in reversed(ctx.layers) if l.is_leaf and not l.failed), None)
+    if last is None or last.name.rpartition(".")[2] not in _SOFTMAX and last.type not in _SOFTMAX:
+        return
+    if not ctx.outputs or last.output_shapes[:1] != ctx.outputs[:1]:
+        return
+    log = "log" in last.name.lower() or "Log" in last.type
+    advice = ("log-softmax is right only with nn.NLLLoss; with nn.CrossEntropyLoss return the logits"
+              if log else "nn.CrossEntropyLoss applies log-softmax itself, so this is a double softmax; "
+              "return the logits and apply softmax only for predictions")
+    yield r.SOFTMAX_OUTPUT.finding(f"{last.name}: the model ends in {last.type}; {advice}",
+                                   last.called_at or last.defined_at, layer=last.name)
+
+
+def _flattened_linears(ctx: Context) -> Iterator[Finding]:
+    """SHP105 and SHP106: a Linear that reads a flattened spatial map."""
+    total = sum(m.numel for m in ctx.submodules if m.name == "")
+    failed = {layer.name for layer in ctx.layers if layer.failed}
+    for layer in ctx.layers:
+        source, shape = ctx.origin(layer) if layer.attr("in_features") is not None else (None, ())
+        if source is None or len(shape) < 3 or all(d == 1 for d in shape[2:]) \
+                or source.type.startswith("Adaptive") or layer.name in failed or layer.params == 0 \
+                or layer.input_shapes[0][:1] != (ctx.batch,):  # a folded batch is SHP004's finding
+            continue
+        if total and layer.params >= DOMINANT_SHARE * total:
+            yield _dominant(ctx, layer, shape, total)
+        yield from _fixed_size(ctx, layer, shape)
+
+
+def _dominant(ctx: Context, layer: Layer, shape: tuple[int, ...], total: int) -> Finding:
+    return r.DOMINANT_LINEAR.finding(
+        f"{layer.name}: Linear holds {layer.params:,} of {total:,} parameters "
+        f"({layer.params / total:.0%}) because it reads the flattened {factors(shape)} map; "
+        f"nn.AdaptiveAvgPool2d(1) before it would need {shape[1] * layer.attr('out_features', 1):,} weights",
+        layer.defined_at or layer.called_at, layer=layer.name, called_at=layer.called_at)
+
+
+def _fixed_size(ctx: Context, layer: Layer, shape: tuple[int, ...]) -> Iterator[Finding]:
+    size = ctx.square
+    if ctx.solver is None or size is None:
+        return
+    fits = ctx.solver.fits(layer.name, layer.attr("in_features"), size) or (size,)
+    written = layer.attr("src:in_features") or str(layer.attr("in_features"))
+    yield r.FIXED_INPUT_SIZE.finding(
+        f"{layer.name}: in_features={written} counts the pixels of the {factors(shape)} map, so the model "
+        f"only accepts {_span(ctx, fits)}; "
+        "nn.AdaptiveAvgPool2d or nn.LazyLinear would free the input size",
+        layer.defined_at or layer.called_at, layer=layer.name, called_at=layer.called_at)
+
+
+def _span(ctx: Context, fits: tuple[int, ...]) -> str:
+    if len(fits) == 1:
+        return f"the input {ctx.sized(fits[0])}"
+    return f"inputs {ctx.sized(fits[0])} to {ctx.sized(fits[-1])} (sizes {ranges(fits)})"

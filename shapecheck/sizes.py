@@ -1,0 +1,209 @@
+"""Which input sizes a model accepts: one bare forward on the meta device per candidate size.
+
+This is a sweep, not symbolic algebra: every answer was checked by running the model at
+that size. It costs a millisecond or so per size for course-sized models, because no
+rows, FLOPs or sources are recorded; a global forward pre-hook reads what the rules need
+(features reaching each Linear, pixels a window drops) and is removed afterwards.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn.modules.module import register_module_forward_pre_hook
+
+from shapecheck import arithmetic
+from shapecheck.spec import InputSpec
+from shapecheck.trace import Mode, NeedsValues, in_mode, make_input, module_attrs, raise_if_needs_values, stand_ins
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A layer whose windows leave input pixels unread at this size."""
+
+    layer: str
+    size: tuple[int, ...]
+    out: tuple[int, ...]
+    pixels: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Probe:
+    size: int
+    ok: bool
+    error: str | None = None
+    features: dict[str, int] = field(default_factory=dict)  # Linear -> features it received
+    drops: tuple[Drop, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The answer of a sweep: every size in [low, high] that runs, and the ones that lose pixels."""
+
+    template: str
+    low: int
+    high: int
+    accepted: tuple[int, ...]
+    lossy: dict[int, tuple[Drop, ...]]
+    device: str
+
+    @property
+    def minimum(self) -> int | None:
+        return self.accepted[0] if self.accepted else None
+
+    @property
+    def open_ended(self) -> bool:
+        """Every size from the minimum to the top of the range runs."""
+        return bool(self.accepted) and self.accepted == tuple(range(self.accepted[0], self.high + 1))
+
+
+class Solver:
+    """Probe one model at many sizes. The free dimensions of ``template`` (None) take each size."""
+
+    def __init__(self, model: nn.Module, inputs: Sequence[InputSpec], template: tuple[int | None, ...] | None = None,
+                 mode: Mode = "eval") -> None:
+        self.model, self.inputs, self.mode = model, tuple(inputs), mode
+        first = self.inputs[0].shape
+        self.template = template or (first[0], *(None for _ in first[1:]))
+        self.device = "meta"
+        self._names = {id(m): n for n, m in model.named_modules()}
+        self._weights: dict[str, torch.Tensor] | None = None
+        self._cache: dict[int, Probe] = {}
+
+    @property
+    def free(self) -> bool:
+        return None in self.template
+
+    def shape(self, size: int) -> tuple[int, ...]:
+        return tuple(size if d is None else d for d in self.template)
+
+    def probe(self, size: int) -> Probe:
+        if size not in self._cache:
+            self._cache[size] = self._run(size)
+        return self._cache[size]
+
+    def sweep(self, low: int, high: int) -> Sizes:
+        probes = [self.probe(size) for size in range(low, high + 1)]
+        accepted = tuple(p.size for p in probes if p.ok)
+        lossy = {p.size: p.drops for p in probes if p.ok and p.drops}
+        return Sizes(self.template_text, low, high, accepted, lossy, self.device)
+
+    def fits(self, linear: str, features: int, start: int) -> tuple[int, ...]:
+        """Sizes near ``start`` at which ``linear`` receives ``features`` per sample."""
+        found: set[int] = set()
+        for step in (-1, 1):
+            size = start
+            while 1 <= size <= 2 * start:
+                got = self.probe(size).features.get(linear)
+                if got == features:
+                    found.add(size)
+                elif got is not None and (got - features) * step > 0:
+                    break  # features grow with the size: past the target, nothing more fits
+                size += step
+        return tuple(sorted(found))
+
+    def smallest(self, start: int, limit: int = 1024) -> int | None:
+        """The smallest size above ``start`` at which the forward runs."""
+        return next((s for s in range(start + 1, max(limit, start) + 1) if self.probe(s).ok), None)
+
+    @property
+    def template_text(self) -> str:
+        letters = iter("HWD") if sum(d is None for d in self.template) > 1 else iter("L")
+        return "x".join(str(d) if d is not None else next(letters, "N") for d in self.template)
+
+    # -- one forward ----------------------------------------------------------------------
+    def _run(self, size: int) -> Probe:
+        try:
+            return self._forward(size)
+        except NeedsValues:
+            self.device, self._weights, self._cache = "cpu", None, {}
+            return self._forward(size)
+
+    def _forward(self, size: int) -> Probe:
+        if self._weights is None:
+            self._weights = stand_ins(self.model, self.device)
+        first = InputSpec(self.shape(size), self.inputs[0].dtype)
+        xs = tuple(make_input(spec, 1, self.device) for spec in (first, *self.inputs[1:]))
+        features: dict[str, int] = {}
+        drops: list[Drop] = []
+        try:
+            with self._recording(features, drops), in_mode(self.model, self.mode), torch.no_grad(), \
+                    torch.device(self.device):
+                out = functional_call(self.model, self._weights, xs, strict=False, tie_weights=True)
+        except Exception as exc:  # any failure means "this size does not run"
+            if self.device == "meta":
+                raise_if_needs_values(exc)
+            return Probe(size, False, f"{type(exc).__name__}: {str(exc).strip()[:200]}", features, tuple(drops))
+        rows = _leading(out)
+        if rows not in (None, 1):  # runs, but the batch is folded: not an accepted size
+            return Probe(size, False, f"one sample came out as {rows} rows", features, tuple(drops))
+        return Probe(size, True, None, features, tuple(drops))
+
+    @contextmanager
+    def _recording(self, features: dict[str, int], drops: list[Drop]) -> Iterator[None]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            name = self._names.get(id(module))
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if name is None or x is None:
+                return
+            if isinstance(module, nn.Linear) and x.dim() > 1 and x.shape[0] == 1:
+                features.setdefault(name, x.shape[-1])
+            drop = _drop(name, module, tuple(x.shape))
+            if drop is not None:
+                drops.append(drop)
+
+        handle = register_module_forward_pre_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
+def _leading(out: Any) -> int | None:
+    """The leading size of the first output tensor, batch-sized in a model that keeps the batch."""
+    while isinstance(out, list | tuple | dict) and out:
+        out = next(iter(out.values())) if isinstance(out, dict) else out[0]
+    return out.shape[0] if isinstance(out, torch.Tensor) and out.dim() else None
+
+
+def _drop(name: str, module: nn.Module, shape: tuple[int, ...]) -> Drop | None:
+    kind = type(module).__name__
+    rank = arithmetic.spatial_rank(kind, shape)
+    found = arithmetic.windows_from(kind, dict(module_attrs(module)), rank)
+    if found is None or len(shape) < len(found):
+        return None
+    spatial = shape[-len(found):]
+    pixels = tuple(w.dropped(n) for w, n in zip(found, spatial))
+    if not any(pixels):
+        return None
+    return Drop(name, spatial, tuple(w.out(n) for w, n in zip(found, spatial)), pixels)
+
+
+def parse_template(text: str) -> tuple[tuple[int | None, ...], str]:
+    """``3xHxW`` -> ((3, None, None), dtype text); letters mark the dimensions to sweep."""
+    dims, _, dtype = text.strip().partition(":")
+    parts = dims.lower().replace(",", "x").split("x")
+    return tuple(None if p.isalpha() else int(p) for p in parts), dtype
+
+
+def ranges(sizes: Iterable[int]) -> str:
+    """``60-63, 66`` for the sizes 60, 61, 62, 63, 66."""
+    out: list[str] = []
+    run: list[int] = []
+    for size in sorted(sizes):
+        if run and size != run[-1] + 1:
+            out.append(_run_text(run))
+            run = []
+        run.append(size)
+    if run:
+        out.append(_run_text(run))
+    return ", ".join(out)
+
+
+def _run_text(run: list[int]) -> str:
+    return str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
