@@ -57,30 +57,120 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--depth", default=3, show_default=True, type=click.IntRange(min=0),
               help="Deepest nesting level shown in the table.")
 @click.option("--show-source", is_flag=True, help="Add each row's source line to the table.")
+@click.option("--explain", is_flag=True,
+              help="Print each layer's shape arithmetic, receptive field and stride.")
+@click.option("--fix", "fix_files", is_flag=True,
+              help="Rewrite the source to fix what can be fixed, then analyze again and report what remains.")
+@click.option("--diff", is_flag=True, help="Print the fixes as a unified diff; write nothing.")
 @click.option("--select", multiple=True, help="Rule codes or prefixes to report, e.g. SHP0.")
 @click.option("--ignore", multiple=True, help="Rule codes or prefixes to leave out, e.g. SHP101.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
-          mode: str, fmt: str, depth: int, show_source: bool, select: tuple[str, ...],
-          ignore: tuple[str, ...], exit_zero: bool, verbose: bool) -> int:
+          mode: str, fmt: str, depth: int, show_source: bool, explain: bool, fix_files: bool, diff: bool,
+          select: tuple[str, ...], ignore: tuple[str, ...], exit_zero: bool, verbose: bool) -> int:
     """Analyze TARGET (FILE.py:Name, package.module:Name, optionally Name(key=value))."""
-    from shapecheck.analysis import analyze
+    from functools import partial
+
     from shapecheck.render import formatter
     from shapecheck.spec import parse_dtype, parse_input
-    from shapecheck.target import build, parse_target
+    from shapecheck.target import parse_target
 
     chosen = parse_dtype(dtype) if dtype else None
     specs = [parse_input(text, chosen) for text in inputs]
     expected = parse_input(output).shape if output else None
-    built = build(parse_target(target), verbose=verbose)
-    report = analyze(built.model, specs, batch=batch, output=expected, mode=mode,  # type: ignore[arg-type]
-                     select=_split(select), ignore=_split(ignore), name=built.target.name,
-                     path=built.target.path)
+    run = partial(_analyze, parse_target(target), specs, batch=batch, output=expected, mode=mode,
+                  select=_split(select), ignore=_split(ignore), verbose=verbose)
+    if diff:
+        return _diff(run())
+    report = _fix(run) if fix_files else run()
+    click.echo(formatter(fmt)(report, depth=depth, show_source=show_source, explain=explain), nl=False)
+    return EXIT_FINDINGS if report.errors and not exit_zero else EXIT_CLEAN
+
+
+def _analyze(target: Any, specs: list, *, verbose: bool, fresh: bool = False, **options: Any) -> Any:
+    from shapecheck.analysis import analyze
+    from shapecheck.target import build
+
+    built = build(target, verbose=verbose, fresh=fresh)
+    report = analyze(built.model, specs, name=built.target.name, path=built.target.path, **options)
     if built.device == "cpu":
         report = _with_note(report, "the constructor needs real values, so the model was built on CPU")
-    click.echo(formatter(fmt)(report, depth=depth, show_source=show_source), nl=False)
-    return EXIT_FINDINGS if report.errors and not exit_zero else EXIT_CLEAN
+    return report
+
+
+# A fix can uncover the next finding (a folded view hid a wrong in_features), so fixing
+# repeats until nothing changes; each round edits different text, so this bound is generous.
+FIX_ROUNDS = 5
+
+
+def _fix(run: Any) -> Any:
+    from shapecheck import fix, sources
+
+    report = run()
+    for _ in range(FIX_ROUNDS):
+        changes = fix.plan(report.findings)
+        if not changes:
+            break
+        for change in changes:
+            fix.write(change)
+            sources.forget(change.path)
+            click.echo(f"{change.path}: fixed {len(change.applied)}: "
+                       + "; ".join(f"line {f.line}: {f}" for f in change.applied), err=True)
+        report = run(fresh=True)
+    return report
+
+
+def _diff(report: Any) -> int:
+    from shapecheck import fix
+
+    changes = fix.plan(report.findings)
+    for change in changes:
+        click.echo(change.diff(), nl=False)
+    unfixed = [f for f in report.findings if f.severity == "error" and f.fix is None]
+    for finding in unfixed:
+        click.echo(f"not fixable: {finding.code} {finding.message}", err=True)
+    # As ruff --diff: 1 when the files would change, so CI can require a clean tree.
+    return EXIT_FINDINGS if changes or unfixed else EXIT_CLEAN
+
+
+@cli.command()
+@click.argument("target")
+@click.option("-i", "--input", "template", required=True,
+              help="One sample's shape with letters for the sizes to sweep: 3xHxW (H = W), 3x64xW, 1xL.")
+@click.option("--range", "bounds", default="16..512", show_default=True,
+              help="Sizes to try, LOW..HIGH.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
+def sizes(target: str, template: str, bounds: str, fmt: str, verbose: bool) -> int:
+    """Which input sizes TARGET accepts, its minimum input, and which sizes lose pixels."""
+    from shapecheck.render.sizes import render
+    from shapecheck.sizes import Solver, parse_template
+    from shapecheck.spec import parse_input
+    from shapecheck.target import build, parse_target
+
+    shape, dtype = parse_template(template)
+    if None not in shape:
+        raise UsageError(f"--input {template}: mark the sizes to sweep with letters, e.g. 3xHxW")
+    low, high = _bounds(bounds)
+    spec = parse_input(tuple(d or low for d in shape), parse_dtype_or_none(dtype))
+    built = build(parse_target(target), verbose=verbose)
+    result = Solver(built.model, [spec], shape, label=template.partition(":")[0]).sweep(low, high)
+    click.echo(render(result, built.target.name, fmt), nl=False)
+    return EXIT_CLEAN if result.accepted else EXIT_FINDINGS
+
+
+def parse_dtype_or_none(text: str) -> Any:
+    from shapecheck.spec import parse_dtype
+
+    return parse_dtype(text) if text else None
+
+
+def _bounds(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("..")
+    if not (sep and low.strip().isdigit() and high.strip().isdigit()) or not 0 < int(low) <= int(high):
+        raise UsageError(f"invalid --range {text!r}: write LOW..HIGH, e.g. 16..512")
+    return int(low), int(high)
 
 
 @cli.command()

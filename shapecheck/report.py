@@ -56,9 +56,14 @@ class Layer:
 
 @dataclass(frozen=True)
 class Fix:
-    """A source edit that resolves a finding: replace ``old`` by ``new`` at ``location``."""
+    """A source edit that resolves a finding: ``old`` spans (line, column) to (end_line, end_column),
+    end exclusive, in characters, 1-based; ``new`` replaces it."""
 
-    location: Location
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
     old: str
     new: str
 

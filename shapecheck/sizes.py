@@ -56,6 +56,9 @@ class Sizes:
     def minimum(self) -> int | None:
         return self.accepted[0] if self.accepted else None
 
+    def template_at(self, size: int) -> str:
+        return "x".join(str(size) if part.isalpha() else part for part in self.template.split("x"))
+
     @property
     def open_ended(self) -> bool:
         """Every size from the minimum to the top of the range runs."""
@@ -66,8 +69,8 @@ class Solver:
     """Probe one model at many sizes. The free dimensions of ``template`` (None) take each size."""
 
     def __init__(self, model: nn.Module, inputs: Sequence[InputSpec], template: tuple[int | None, ...] | None = None,
-                 mode: Mode = "eval") -> None:
-        self.model, self.inputs, self.mode = model, tuple(inputs), mode
+                 mode: Mode = "eval", label: str | None = None) -> None:
+        self.model, self.inputs, self.mode, self.label = model, tuple(inputs), mode, label
         first = self.inputs[0].shape
         self.template = template or (first[0], *(None for _ in first[1:]))
         self.device = "meta"
@@ -113,6 +116,8 @@ class Solver:
 
     @property
     def template_text(self) -> str:
+        if self.label:
+            return self.label
         letters = iter("HWD") if sum(d is None for d in self.template) > 1 else iter("L")
         return "x".join(str(d) if d is not None else next(letters, "N") for d in self.template)
 

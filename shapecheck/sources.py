@@ -70,12 +70,40 @@ def traceback_location(exc: BaseException) -> Location | None:
 
 
 @dataclass(frozen=True)
+class Span:
+    """A source range in characters: 1-based lines and columns, end exclusive."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+@dataclass(frozen=True)
+class Argument:
+    text: str
+    span: Span
+    literal: bool  # an integer, or integers joined by + - * // (what --fix may rewrite)
+
+
+@dataclass(frozen=True)
 class Assignment:
-    """``self.<attr> = <call>`` in a class body: where, and the source of the call's arguments."""
+    """``self.<attr> = <call>`` in a class body: where, and the call's arguments as written."""
 
     location: Location
-    args: tuple[str, ...]
-    keywords: tuple[tuple[str, str], ...]
+    args: tuple[Argument, ...]
+    keywords: tuple[tuple[str, Argument], ...]
+
+
+@dataclass(frozen=True)
+class MethodCall:
+    """``<receiver>.<method>(<args>)`` at a call site: what --fix needs to rewrite the call."""
+
+    method: str
+    args: tuple[Argument, ...]
+    has_keywords: bool
+    tail: Span  # from the dot after the receiver to the closing parenthesis
 
 
 def module_definition(root: nn.Module, qualname: str) -> tuple[Location | None, Assignment | None]:
@@ -127,13 +155,62 @@ def _assignment(path: str, source: str, target: ast.Attribute, value: ast.expr |
     location = Location(display_path(path), target.lineno, target.col_offset + 1)
     if not isinstance(value, ast.Call):
         return Assignment(location, (), ())
-    text = lambda node: ast.get_source_segment(source, node) or ""  # noqa: E731
     keywords = [k for k in value.keywords if k.arg]
     return Assignment(
         location,
-        tuple(text(a) for a in value.args),
-        tuple((k.arg, text(k.value)) for k in keywords),  # type: ignore[misc]
+        tuple(_argument(path, source, a) for a in value.args),
+        tuple((k.arg, _argument(path, source, k.value)) for k in keywords),  # type: ignore[misc]
     )
+
+
+def _argument(path: str, source: str, node: ast.expr) -> Argument:
+    return Argument(ast.get_source_segment(source, node) or "", _span(path, source, node), _literal(node))
+
+
+def _span(path: str, source: str, node: ast.AST, start: tuple[int, int] | None = None) -> Span:
+    """ast counts columns in UTF-8 bytes; editors and Python strings count characters."""
+    lines = source.splitlines()
+    line, col = start or (node.lineno, node.col_offset)  # type: ignore[attr-defined]
+    end_line, end_col = node.end_lineno, node.end_col_offset  # type: ignore[attr-defined]
+    chars = lambda n, c: len(lines[n - 1].encode("utf-8")[:c].decode("utf-8", "replace"))  # noqa: E731
+    return Span(display_path(path), line, chars(line, col) + 1, end_line, chars(end_line, end_col) + 1)
+
+
+def _literal(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return type(node.value) is int
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return _literal(node.operand)
+    return isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.FloorDiv) \
+        and _literal(node.left) and _literal(node.right)
+
+
+def method_call(location: Location) -> MethodCall | None:
+    """The ``x.method(...)`` call that starts at ``location``, if the source has one there."""
+    path = _real_path(location.path)
+    tree = _tree(path) if path else None
+    if tree is None or path is None:
+        return None
+    source = _source(path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.lineno == location.line and _span(path, source, node).column == location.column:
+            receiver = node.func.value
+            tail = _span(path, source, node, start=(receiver.end_lineno, receiver.end_col_offset))
+            return MethodCall(node.func.attr, tuple(_argument(path, source, a) for a in node.args),
+                              bool(node.keywords), tail)
+    return None
+
+
+def _real_path(shown: str) -> str | None:
+    return shown if os.path.isfile(shown) else None
+
+
+def forget(path: str) -> None:
+    """Drop cached source after --fix rewrote ``path``."""
+    _source.cache_clear()
+    _tree.cache_clear()
+    _assignments.cache_clear()
 
 
 def _class_node(cls: type) -> tuple[ast.ClassDef | None, str | None]:

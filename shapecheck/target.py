@@ -68,17 +68,23 @@ def _parse_call(text: str, call: str) -> tuple[str, tuple[Any, ...], dict[str, A
     return node.func.id, args, kwargs
 
 
-def load(target: Target) -> Any:
-    """Import the target's module as the user's project would and return ``Name``."""
+def load(target: Target, fresh: bool = False) -> Any:
+    """Import the target's module as the user's project would and return ``Name``.
+
+    ``fresh`` imports it again, for the re-analysis after --fix rewrote the file.
+    """
+    if fresh:
+        name = _package_root(os.path.abspath(target.module))[1] if target.is_file else target.module
+        sys.modules.pop(name, None)
     module = _import_file(target) if target.is_file else _import_module(target)
     if not hasattr(module, target.name):
         raise UsageError(f"{target.module} has no {target.name!r}; {_candidates(module)}")
     return getattr(module, target.name)
 
 
-def build(target: Target, verbose: bool = False) -> Built:
+def build(target: Target, verbose: bool = False, fresh: bool = False) -> Built:
     """Construct the model on the meta device, falling back to CPU when ``__init__`` needs values."""
-    factory = load(target)
+    factory = load(target, fresh)
     if not callable(factory):
         raise UsageError(f"{target.text}: {target.name} is not an nn.Module class or a function returning one")
     _check_arguments(target, factory)

@@ -337,14 +337,15 @@ def _freeze(index: int, row: _Row, root: nn.Module) -> Layer:
 
 
 def _named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, Any], ...]:
-    """The author's own argument expressions, e.g. ``("src:in_features", "20 * 12 * 12")``."""
+    """The author's own arguments: ``("src:in_features", "20 * 12 * 12")`` and, for --fix, its Argument."""
     try:
         params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     except (TypeError, ValueError):
         return ()
     named = dict(zip(params, site.args))
     named.update(site.keywords)
-    return tuple((f"src:{key}", text) for key, text in named.items())
+    return tuple((f"src:{key}", arg.text) for key, arg in named.items()) + tuple(
+        (f"arg:{key}", arg) for key, arg in named.items())
 
 
 def stand_ins(model: nn.Module, device: str) -> dict[str, torch.Tensor]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from shapecheck.report import Finding, Layer, Location, Report
@@ -60,7 +61,7 @@ def _finding(finding: Finding) -> dict[str, Any]:
     if finding.hint:
         data["hint"] = finding.hint
     if finding.fix:
-        data["fix"] = {**_location(finding.fix.location), "old": finding.fix.old, "new": finding.fix.new}
+        data["fix"] = asdict(finding.fix)
     return data
 
 

@@ -1,17 +1,21 @@
 """The default terminal output: table, totals, then one diagnostic per line."""
 from __future__ import annotations
 
+from typing import Any
+
 from shapecheck.render.numbers import count, size
 from shapecheck.report import Finding, Layer, Report
 from shapecheck.spec import dtype_name
 
 
-def render(report: Report, depth: int = 3, show_source: bool = False) -> str:
+def render(report: Report, depth: int = 3, show_source: bool = False, explain: bool = False, **_: Any) -> str:
     lines = [_header(report), ""]
     rows = [_row(layer, show_source) for layer in report.layers if layer.depth <= depth]
     head = ("Layer (type)", "Input shape", "Output shape", "Params", "MACs") + (("Source",) if show_source else ())
     lines += _table([head, *rows])
     lines += ["", *_totals(report)]
+    if explain:
+        lines += ["", *_explain(report)]
     if report.notes:
         lines += ["", *(f"note: {note}" for note in report.notes)]
     if report.findings:
@@ -23,6 +27,20 @@ def diagnostic(finding: Finding) -> str:
     """flake8's form: ``path:line:col: CODE message``."""
     where = f"{finding.location}: " if finding.location else ""
     return f"{where}{finding.code} {finding.message}"
+
+
+def _explain(report: Report) -> list[str]:
+    from shapecheck.explain import FORMULA, steps
+
+    found = steps(report)
+    width = max((len(s.text) for s in found), default=0)
+    lines = [f"Shape arithmetic for input {report.input_text}, per spatial dimension: {FORMULA}",
+             "(RF: receptive field in input pixels; stride: input pixels between neighbouring outputs)"]
+    for step in found:
+        field = (f"RF {step.receptive_field}, stride {step.stride}" if step.receptive_field is not None
+                 else "RF whole input")
+        lines.append(f"  {step.text.ljust(width)}  {field}")
+    return lines
 
 
 def _header(report: Report) -> str:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from shapecheck import fix
 from shapecheck.report import Finding, Layer
 from shapecheck.rules import registry as r
-from shapecheck.rules.context import FLATTENS, Context, shape_text
+from shapecheck.rules.context import FLATTENS, Context, repair, shape_text
 
 
 def needs_second_trace(layers: tuple[Layer, ...], batch: int) -> bool:
@@ -58,4 +59,4 @@ def _finding(ctx: Context, first: Layer, second: Layer) -> Finding:
         f"{shape_text(first.output_shapes[0])} at batch {ctx.batch}, {shape_text(second.input_shapes[0])} -> "
         f"{later} at batch {ctx.batch + 1}; {what} for input {ctx.input_text}; "
         "use x.flatten(1) or x.view(x.size(0), -1)",
-        first.called_at, layer=first.name, hint="x.flatten(1)")
+        first.called_at, layer=first.name, **repair(fix.flatten_call(first), "x.flatten(1)"))

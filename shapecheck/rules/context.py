@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from shapecheck.report import Layer, Location, Shape
+from shapecheck.report import Fix, Layer, Location, Shape
 from shapecheck.sizes import Solver
 from shapecheck.spec import InputSpec
 from shapecheck.trace import Failure
@@ -84,6 +85,14 @@ def _elementwise(layer: Layer) -> bool:
     return (len(layer.input_shapes) == 1 and layer.output_shapes == layer.input_shapes
             and layer.name not in FLATTENS and layer.attr("in_features") is None
             and layer.attr("in_channels") is None)
+
+
+def repair(found: Fix | str, hint: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for a finding: its fix, or a hint that says why --fix leaves it alone."""
+    if isinstance(found, Fix):
+        return {"fix": found, "hint": hint}
+    reason = f"not fixed automatically: {found}"
+    return {"hint": f"{hint}; {reason}" if hint else reason}
 
 
 def shape_text(shape: Shape) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from shapecheck import fix
 from shapecheck.report import Finding, Layer
 from shapecheck.rules import registry as r
-from shapecheck.rules.context import Context, factors, shape_text
+from shapecheck.rules.context import Context, factors, repair, shape_text
 from shapecheck.sizes import ranges
 from shapecheck.trace import Failure
 
@@ -46,7 +47,9 @@ def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
     got = layer.input_shapes[0] if layer.input_shapes else ()
     where = dict(location=layer.defined_at or layer.called_at, layer=layer.name, called_at=layer.called_at)
     if layer.attr("in_features") is not None and failure.expected:
-        return r.LINEAR_MISMATCH.finding(_linear_message(ctx, layer), **where)
+        _, shape = ctx.origin(layer)
+        return r.LINEAR_MISMATCH.finding(_linear_message(ctx, layer), **where,
+                                         **repair(fix.in_features(layer, got[-1], shape)))
     declared = layer.attr("in_channels", layer.attr("num_features"))
     if declared is not None and failure.expected and len(got) > 1:
         if _channels_last(ctx, layer, declared):
@@ -135,7 +138,7 @@ def _function_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
             f"{layer.name}({layer.args}) cannot reshape {shape_text(shape)} "
             f"({math.prod(shape)} elements): each sample has {per_sample} = {factors(shape)} "
             f"for input {ctx.input_text}; use x.flatten(1) or x.view(x.size(0), -1)",
-            **where, hint="x.flatten(1)")
+            **where, **repair(fix.flatten_call(layer), "x.flatten(1)"))
     return r.SHAPE_ERROR.finding(
         f"{layer.type} failed on inputs {_shapes(layer)}: {failure.message}", **where)
 

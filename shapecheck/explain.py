@@ -1,0 +1,91 @@
+"""``--explain``: each layer's shape arithmetic in the course's notation, with receptive field.
+
+Receptive field r and cumulative stride j follow each layer's producer:
+``r_out = r_in + (d*(k-1)) * j_in`` and ``j_out = j_in * s`` (along the first spatial dimension).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from shapecheck import arithmetic
+from shapecheck.report import Layer, Report
+from shapecheck.rules.context import FLATTENS
+
+FORMULA = "out = floor((in + 2*p - d*(k-1) - 1) / s) + 1"
+
+
+@dataclass(frozen=True)
+class Step:
+    layer: str
+    text: str
+    receptive_field: int | None  # None once a flatten mixes every pixel
+    stride: int | None
+
+
+def steps(report: Report) -> tuple[Step, ...]:
+    fields: dict[int, tuple[int | None, int | None]] = {}
+    out: list[Step] = []
+    for layer in report.layers:
+        if not layer.is_leaf:
+            continue
+        rf, jump = _field(layer, fields)
+        fields[layer.index] = (rf, jump)
+        text = _text(layer)
+        if text is not None:
+            out.append(Step(layer.name, text, rf, jump))
+    return tuple(out)
+
+
+def _field(layer: Layer, fields: dict[int, tuple[int | None, int | None]]) -> tuple[int | None, int | None]:
+    known = [fields[i] for i in layer.input_sources if i is not None and i in fields]
+    rf, jump = max(known, key=lambda f: f[0] or math.inf) if known else (1, 1)
+    if rf is None or jump is None or layer.name in FLATTENS or layer.attr("in_features") is not None:
+        return None, None
+    found = arithmetic.windows(layer)
+    if found is not None:
+        return rf + (found[0].span - 1) * jump, jump * found[0].stride
+    if layer.type.startswith("Adaptive") and layer.input_shapes and layer.output_shapes:
+        n, m = layer.input_shapes[0][-1], layer.output_shapes[0][-1]
+        return rf + (math.ceil(n / m) - 1) * jump, jump * (n // m if m else 1)
+    return rf, jump
+
+
+def _text(layer: Layer) -> str | None:
+    mark = "  <- fails here" if layer.failed else ""
+    found = arithmetic.windows(layer)
+    if found is not None and layer.input_shapes:
+        spatial = layer.input_shapes[0][-len(found):]
+        return f"{layer.name} {layer.type}({_describe(found)}): {_formulas(found, spatial)}{mark}"
+    if layer.type.startswith("Adaptive") and layer.input_shapes and layer.output_shapes:
+        return (f"{layer.name} {layer.type}({layer.attr('output_size')}): "
+                f"{_dims(layer.input_shapes[0][2:])} -> {_dims(layer.output_shapes[0][2:])}{mark}")
+    if layer.name in FLATTENS and layer.input_shapes and len(layer.input_shapes[0]) > 2:
+        dims = layer.input_shapes[0][1:]
+        return f"{layer.name}: {' x '.join(map(str, dims))} = {math.prod(dims)}{mark}"
+    if layer.attr("in_features") is not None and layer.input_shapes:
+        written = layer.attr("src:in_features")
+        declared = f"{layer.attr('in_features')}" + (f" ({written})" if written and written != str(layer.attr("in_features")) else "")
+        received = layer.input_shapes[0][-1]
+        if received != layer.attr("in_features"):
+            return f"{layer.name} Linear: expects {declared} features but receives {received}{mark}"
+        return f"{layer.name} Linear: {declared} -> {layer.attr('out_features')} features"
+    return None
+
+
+def _describe(found: tuple[arithmetic.Window, ...]) -> str:
+    w = found[0]
+    if w.kernel == w.stride and not w.padding and w.dilation == 1:
+        return str(w.kernel)  # MaxPool2d(2): the course's shorthand
+    return w.describe()
+
+
+def _formulas(found: tuple[arithmetic.Window, ...], spatial: tuple[int, ...]) -> str:
+    if len(set(found)) == 1 and len(set(spatial)) == 1:
+        return found[0].formula(spatial[0])
+    return "; ".join(f"{axis}: {w.formula(n)}" for axis, w, n in zip("HWD"[-len(found):] if len(found) < 3 else "DHW",
+                                                                  found, spatial))
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))

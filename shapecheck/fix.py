@@ -1,0 +1,148 @@
+"""``--fix`` and ``--diff``: the source edits that resolve findings, and rewriting files safely.
+
+Edits are computed from the report (rules attach a ``Fix`` to their finding); this module
+only builds those records and applies them. A file is rewritten atomically (temporary file
+in the same folder, then ``os.replace``), in its own encoding and line endings, and only
+when the text under every edit is still what the analysis saw.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import os
+import re
+import shutil
+import tempfile
+import tokenize
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from shapecheck.report import Finding, Fix, Layer, Shape
+from shapecheck.sources import Argument, Span, method_call
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+# -- building edits --------------------------------------------------------------------------
+def in_features(layer: Layer, received: int, shape: Shape) -> Fix | str:
+    """Rewrite ``Linear(<in_features>, ...)`` in the author's style, or say why it cannot.
+
+    ``20 * 12 * 12`` becomes ``20 * 13 * 13`` (the real map), ``2880`` becomes ``3380``.
+    """
+    arg: Argument | None = layer.attr("arg:in_features")
+    if arg is None:
+        return "the Linear's source was not found"
+    if not arg.literal:
+        return f"in_features is `{arg.text}`, not a literal expression --fix understands"
+    return _fix(arg.span, arg.text, _styled(arg.text, received, shape))
+
+
+def flatten_call(layer: Layer) -> Fix | str:
+    """``x.view(-1, N)`` / ``x.reshape(-1, N)`` -> ``x.flatten(1)``."""
+    call = method_call(layer.called_at) if layer.called_at else None
+    if call is None or call.method not in ("view", "reshape"):
+        return "the call is not x.view(...) or x.reshape(...)"
+    if len(call.args) != 2 or call.has_keywords or call.args[0].text.replace(" ", "") != "-1":
+        return f"only view(-1, N) is rewritten, this call has ({', '.join(a.text for a in call.args)})"
+    old = _text_of(call.tail)
+    return _fix(call.tail, old, ".flatten(1)") if old else "the source file could not be read"
+
+
+def _styled(old: str, received: int, shape: Shape) -> str:
+    tree = ast.parse(old, mode="eval").body
+    dims = shape[1:] if len(shape) > 2 else ()
+    if isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Mult) and dims:
+        spaced = re.search(r"\s\*\s", old) is not None
+        return (" * " if spaced else "*").join(map(str, dims))
+    return str(received)
+
+
+def _fix(span: Span, old: str, new: str) -> Fix:
+    return Fix(span.path, span.line, span.column, span.end_line, span.end_column, old, new)
+
+
+def _text_of(span: Span) -> str | None:
+    try:
+        text, _, _ = read(span.path)
+    except OSError:
+        return None
+    start, end = _offset(text, span.line, span.column), _offset(text, span.end_line, span.end_column)
+    return text[start:end]
+
+
+# -- applying edits --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Change:
+    path: str
+    before: str
+    after: str
+    applied: tuple[Fix, ...]
+
+    def diff(self) -> str:
+        return "".join(difflib.unified_diff(
+            self.before.splitlines(keepends=True), self.after.splitlines(keepends=True),
+            fromfile=f"a/{self.path}", tofile=f"b/{self.path}"))
+
+
+def plan(findings: Iterable[Finding]) -> list[Change]:
+    """One Change per file: every fix whose text is still in place, last position first."""
+    by_path: dict[str, list[Fix]] = defaultdict(list)
+    for finding in findings:
+        if finding.fix is not None and finding.fix not in by_path[finding.fix.path]:
+            by_path[finding.fix.path].append(finding.fix)
+    changes = []
+    for path, fixes in sorted(by_path.items()):
+        before, _, _ = read(path)
+        after, applied = apply(before, fixes)
+        if applied:
+            changes.append(Change(path, before, after, applied))
+    return changes
+
+
+def apply(text: str, fixes: Iterable[Fix]) -> tuple[str, tuple[Fix, ...]]:
+    applied: list[Fix] = []
+    taken_from = len(text) + 1
+    for fix in sorted(fixes, key=lambda f: (f.line, f.column), reverse=True):
+        start, end = _offset(text, fix.line, fix.column), _offset(text, fix.end_line, fix.end_column)
+        if end > taken_from or text[start:end] != fix.old:
+            continue  # overlaps a later edit, or the file changed since the analysis
+        text = text[:start] + fix.new + text[end:]
+        taken_from = start
+        applied.append(fix)
+    return text, tuple(reversed(applied))
+
+
+def read(path: str) -> tuple[str, str, bytes]:
+    """The text, its encoding (PEP 263 cookie or BOM), and the raw bytes."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    encoding, _ = tokenize.detect_encoding(iter(raw.splitlines(keepends=True)).__next__)
+    # Decoding bytes keeps \r\n and \r as they are; "utf-8-sig" keeps the BOM on write.
+    return raw.decode(encoding), encoding, raw
+
+
+def write(change: Change) -> None:
+    """Atomically replace the file, keeping its encoding, line endings and permissions."""
+    _, encoding, raw = read(change.path)
+    if raw.decode(encoding) != change.before:
+        raise OSError(f"{change.path} changed while shapecheck was fixing it; nothing written")
+    folder = os.path.dirname(os.path.abspath(change.path))
+    fd, temporary = tempfile.mkstemp(prefix=".shapecheck-", suffix=".py", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(change.after.encode(encoding))
+            handle.flush()
+            os.fsync(handle.fileno())
+        shutil.copymode(change.path, temporary)
+        os.replace(temporary, change.path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _offset(text: str, line: int, column: int) -> int:
+    """Character offset of a 1-based (line, column), counting \\r\\n, \\r and \\n as Python does."""
+    starts = [0] + [m.end() for m in _LINE_END.finditer(text)]
+    return starts[line - 1] + column - 1
