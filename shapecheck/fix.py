@@ -49,6 +49,21 @@ def flatten_call(layer: Layer) -> Fix | str:
     return _fix(call.tail, old, ".flatten(1)") if old else "the source file could not be read"
 
 
+def add_import(path: str, statement: str) -> Fix | str:
+    """Insert ``statement`` after the file's last top-level import (after its docstring otherwise)."""
+    try:
+        text, _, _ = read(path)
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"{path} could not be parsed ({type(exc).__name__})"
+    imports = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    docstring = tree.body[:1] if tree.body and isinstance(tree.body[0], ast.Expr) \
+        and isinstance(tree.body[0].value, ast.Constant) and isinstance(tree.body[0].value.value, str) else []
+    after = (imports or docstring)[-1].end_lineno if imports or docstring else 0
+    newline = m.group(0) if (m := _LINE_END.search(text)) else "\n"
+    return Fix(path, after + 1, 1, after + 1, 1, "", statement + newline)
+
+
 def _styled(old: str, received: int, shape: Shape) -> str:
     tree = ast.parse(old, mode="eval").body
     dims = shape[1:] if len(shape) > 2 else ()

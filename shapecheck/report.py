@@ -68,7 +68,7 @@ class Fix:
     new: str
 
     def __str__(self) -> str:
-        return f"replace {self.old!r} with {self.new!r}"
+        return f"insert {self.new.strip()!r}" if not self.old else f"replace {self.old!r} with {self.new!r}"
 
 
 @dataclass(frozen=True)

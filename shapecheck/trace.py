@@ -181,6 +181,9 @@ class _Tracer:
             self._fail(index, kind, exc, location, None, recovered=False)
             raise _Abort from exc
         self._fail(index, "shape", exc, None, expected, recovered=True)
+        if isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm):
+            # Norms keep their input's shape: the layers after it see what the layer before produced.
+            return torch.empty_like(x)
         fixed = torch.empty(expected, dtype=x.dtype, device=x.device)
         self.suspended = True
         try:

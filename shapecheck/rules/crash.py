@@ -37,10 +37,11 @@ def _forward_error(failure: Failure, layer: Layer | None) -> Finding:
         missing = failure.message.split("'")[1] if failure.message.count("'") >= 2 else ""
         hint = IMPORT_HINTS.get(missing)
     message = f"{where}{failure.exception}: {failure.message}"
+    location = failure.location or (layer.called_at if layer else None)
     if hint:
         message += f"; add `{hint}` at the top of the file"
-    return r.FORWARD_ERROR.finding(message, failure.location or (layer.called_at if layer else None),
-                                   layer=layer.name if layer else None, hint=hint)
+    extra = repair(fix.add_import(location.path, hint), hint) if hint and location else {"hint": hint}
+    return r.FORWARD_ERROR.finding(message, location, layer=layer.name if layer else None, **extra)
 
 
 def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:

@@ -49,7 +49,7 @@ def _bias_before_norm(ctx: Context) -> Iterator[Finding]:
     """SHP103: BatchNorm subtracts the mean, so the bias of the layer before it cancels out."""
     seen: set[str] = set()
     for layer in ctx.layers:
-        source = ctx.producer(layer) if layer.type in _BATCHNORM else None
+        source = ctx.producer(layer) if layer.type in _BATCHNORM and not layer.failed else None
         if source is None or source.attr("bias") is not True or source.name in seen:
             continue
         seen.add(source.name)

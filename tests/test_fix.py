@@ -1,0 +1,119 @@
+"""--fix and --diff on copies of the examples: the rewritten source, byte for byte."""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from shapecheck.cli import main
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.fixture
+def copy(tmp_path, monkeypatch):
+    """Copy an example into a fresh folder and work there, as a user would on their own file."""
+    monkeypatch.chdir(tmp_path)
+
+    def make(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copy(EXAMPLES / name, target)
+        return target
+
+    return make
+
+
+def _fix(path: Path, spec: str = "3x64x64", *extra: str) -> int:
+    return main([f"{path.name}:Net", "--input", spec, "--fix", *extra])
+
+
+def _expected(name: str, *replacements: tuple[str, str]) -> str:
+    text = (EXAMPLES / name).read_text()
+    for old, new in replacements:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.mark.parametrize("name, replacements", [
+    ("quiz_b.py", [("nn.Linear(10 * 32 * 32, 5)", "nn.Linear(10 * 31 * 31, 5)"),
+                   ("x.view(-1, 10 * 32 * 32)", "x.flatten(1)")]),
+    ("quiz_c.py", [("nn.Linear(20 * 12 * 12, 50)", "nn.Linear(20 * 13 * 13, 50)"),
+                   ("x.view(-1, 20 * 12 * 12)", "x.flatten(1)")]),
+    ("quiz_d.py", [("nn.Linear(20 * 14 * 14, 50)", "nn.Linear(20 * 13 * 13, 50)"),
+                   ("x.view(-1, 20 * 14 * 14)", "x.flatten(1)")]),
+    # The fold hides the wrong in_features: the second round finds and fixes it.
+    ("folded_batch.py", [("nn.Linear(10 * 13 * 13, 50)", "nn.Linear(20 * 13 * 13, 50)"),
+                         ("x.view(-1, 10 * 13 * 13)", "x.flatten(1)")]),
+    ("missing_import.py", [("import torch.nn as nn\n", "import torch.nn as nn\nimport torch.nn.functional as F\n")]),
+])
+def test_fix_rewrites_the_broken_examples_and_leaves_them_clean(copy, capsys, name, replacements):
+    path = copy(name)
+    spec = "3x32x32" if name == "missing_import.py" else "3x64x64"
+    assert _fix(path, spec) == 0  # the re-analysis after fixing finds no error
+    assert path.read_text() == _expected(name, *replacements)
+    assert " SHP00" not in capsys.readouterr().out
+    before = path.read_bytes()
+    assert _fix(path, spec) == 0 and path.read_bytes() == before  # idempotent
+    assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".py") == [name]  # no temp files left
+
+
+def test_diff_prints_a_unified_diff_and_writes_nothing(copy, capsys):
+    path = copy("quiz_c.py")
+    before = path.read_bytes()
+    assert main(["quiz_c.py:Net", "--input", "3x64x64", "--diff"]) == 1
+    out = capsys.readouterr().out
+    assert path.read_bytes() == before
+    assert out.startswith("--- a/quiz_c.py\n+++ b/quiz_c.py\n")
+    assert "-        self.fc1 = nn.Linear(20 * 12 * 12, 50)\n+        self.fc1 = nn.Linear(20 * 13 * 13, 50)\n" in out
+    assert "-        x = x.view(-1, 20 * 12 * 12)\n+        x = x.flatten(1)\n" in out
+
+
+def test_diff_of_a_clean_model_is_empty(copy, capsys):
+    copy("quiz_a.py")
+    assert main(["quiz_a.py:Net", "--input", "3x64x64", "--diff"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+BROKEN_STYLES = '''\
+# -*- coding: latin-1 -*-
+"""Caf\xe9 model: a plain integer, a keyword argument, CRLF line endings."""
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc1 = nn.Linear(in_features=1800, out_features=10)
+        self.fc2 = nn.Linear(10, 2)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(self.conv(x).flatten(1)))
+'''
+
+
+def test_fix_keeps_encoding_line_endings_plain_integers_keywords_and_permissions(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "styles.py"
+    path.write_bytes(BROKEN_STYLES.replace("\n", "\r\n").encode("latin-1"))
+    os.chmod(path, 0o640)
+    assert main(["styles.py:Net", "--input", "3x16x16", "--fix"]) == 0
+    expected = BROKEN_STYLES.replace("in_features=1800", "in_features=1568").replace("\n", "\r\n")
+    assert path.read_bytes() == expected.encode("latin-1")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_fix_refuses_an_expression_it_does_not_understand(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "computed.py"
+    source = BROKEN_STYLES.replace("in_features=1800", "in_features=self.width()").replace(
+        "    def forward", "    def width(self):\n        return 1800\n\n    def forward")
+    path.write_text(source)
+    assert main(["computed.py:Net", "--input", "3x16x16", "--fix"]) == 1
+    assert path.read_text() == source
+    assert main(["computed.py:Net", "--input", "3x16x16", "--format", "json"]) == 1
+    assert "not fixed automatically: in_features is `self.width()`, not a literal expression" in capsys.readouterr().out

@@ -1,0 +1,99 @@
+"""The annotated fixture corpus, in flake8-bugbear's style.
+
+Each file in tests/fixtures/rules/ is a small model. Its first line says how to analyze it
+(``# fixture: input=3x32x32 output=10``); every line that should carry a finding ends with
+a comment naming the codes (``# SHP001``). Files without such comments must produce nothing.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import shapecheck
+from shapecheck.rules import RULES
+from shapecheck.target import build, parse_target
+
+FIXTURES = Path(__file__).parent / "fixtures" / "rules"
+EXPECT = re.compile(r"#\s*(SHP\d{3}(?:[\s,]+SHP\d{3})*)\s*$")
+
+
+def _options(path: Path) -> dict[str, str]:
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("# fixture:"), f"{path.name}: first line must be '# fixture: input=...'"
+    return dict(item.split("=", 1) for item in header.removeprefix("# fixture:").split())
+
+
+def _expected(path: Path) -> set[tuple[int, str]]:
+    found = set()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        match = EXPECT.search(line)
+        if match:
+            found |= {(number, code) for code in re.split(r"[\s,]+", match.group(1))}
+    return found
+
+
+def _analyze(path: Path):
+    options = _options(path)
+    built = build(parse_target(f"{path}:{options.get('target', 'Net')}"))
+    return shapecheck.analyze(built.model, options["input"], output=options.get("output"),
+                              path=str(path))
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.py")), ids=lambda p: p.stem)
+def test_fixture_findings_are_exactly_the_annotated_ones(path):
+    report = _analyze(path)
+    found = {(f.location.line, f.code) for f in report.findings if f.location is not None}
+    assert all(f.location is not None for f in report.findings), report.findings
+    assert found == _expected(path), "\n".join(f"{f.location}: {f.code} {f.message}" for f in report.findings)
+
+
+def test_every_rule_is_covered_by_the_corpus():
+    covered = {code for path in FIXTURES.glob("*.py") for _, code in _expected(path)}
+    assert covered == set(RULES)
+
+
+def test_clean_models_cover_residual_adaptive_audio_and_value_reading_constructors():
+    clean = {p.stem for p in FIXTURES.glob("clean_*.py")}
+    assert {"clean_resnet", "clean_conv1d_audio", "clean_value_constructor"} <= clean
+    assert all(not _expected(FIXTURES / f"{name}.py") for name in clean)
+
+
+def test_value_branching_forward_runs_on_cpu_and_still_finds_the_mismatch():
+    report = _analyze(FIXTURES / "value_branch.py")
+    assert report.device == "cpu"
+    assert "Linear expects in_features=72 (8 * 3 * 3) but receives 32 = 8x2x2" in report.errors[0].message
+
+
+@pytest.mark.parametrize("fixture, code, fragment", [
+    ("input_too_small", "SHP005", "the map is 3x3 after pool but Conv2d needs at least 5x5; "
+                                  "the smallest input that runs is 3x24x24"),
+    ("dropped_pixels", "SHP101", "pool: MaxPool2d(k=2, s=2, p=0) turns 15x15 into 7x7 and never reads the last row "
+                                 "and the last column (15 -> floor(15 / 2) = 7)"),
+    ("bias_before_batchnorm", "SHP103", "conv: Conv2d has bias=True but feeds bn (BatchNorm2d) directly, which "
+                                        "subtracts each channel's mean: its 8 bias parameters do nothing"),
+    ("softmax_output", "SHP104", "nn.CrossEntropyLoss applies log-softmax itself, so this is a double softmax"),
+    ("flattened_linear", "SHP105", "fc1: Linear holds 20,490 of 25,578 parameters (80%)"),
+    ("flattened_linear", "SHP106", "in_features=32 * 8 * 8 counts the pixels of the 32x8x8 map, so the model "
+                                   "only accepts inputs 3x32x32 to 3x35x35"),
+    ("hardcoded_batch", "SHP004", "reshape(2, 8) does not keep the batch"),
+    ("channels_last", "SHP006", "pass --input 3x32x32, or call x.permute(0, 3, 1, 2)"),
+])
+def test_messages_carry_the_numbers(fixture, code, fragment):
+    messages = [f.message for f in _analyze(FIXTURES / f"{fixture}.py").findings if f.code == code]
+    assert messages and fragment in messages[0], messages
+
+
+def test_unused_submodules_name_their_parameter_count():
+    messages = [f.message for f in _analyze(FIXTURES / "unused_submodule.py").findings]
+    assert any(m.startswith("extra (Sequential) is defined but never called") and "584 parameters" in m
+               for m in messages)
+    assert any(m.startswith("dropout (Dropout)") and "no parameters" in m for m in messages)
+
+
+def test_select_and_ignore_take_prefixes():
+    path = FIXTURES / "flattened_linear.py"
+    built = build(parse_target(f"{path}:Net"))
+    assert {f.code for f in shapecheck.analyze(built.model, "3x32x32", ignore=["SHP10"]).findings} == set()
+    assert {f.code for f in shapecheck.analyze(built.model, "3x32x32", select=["SHP106"]).findings} == {"SHP106"}
