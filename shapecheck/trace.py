@@ -390,6 +390,8 @@ def _expected_input(module: nn.Module, x: torch.Tensor) -> Shape | None:
         shape[-1] = module.in_features
         return tuple(shape)
     channels = _declared_channels(module)
+    if channels is not None and x.dim() >= 3 and shape[1] != channels and shape[-1] == channels:
+        return (shape[0], shape[-1], *shape[1:-1])  # channels-last: continue as if permuted
     if channels is not None and x.dim() >= 2 and shape[1] != channels:
         shape[1] = channels
         return tuple(shape)

@@ -97,3 +97,12 @@ def test_select_and_ignore_take_prefixes():
     built = build(parse_target(f"{path}:Net"))
     assert {f.code for f in shapecheck.analyze(built.model, "3x32x32", ignore=["SHP10"]).findings} == set()
     assert {f.code for f in shapecheck.analyze(built.model, "3x32x32", select=["SHP106"]).findings} == {"SHP106"}
+
+
+def test_a_wrong_rank_input_says_what_rank_the_layer_wants(in_repo):
+    built = build(parse_target("examples/quiz_a.py:Net"))
+    report = shapecheck.analyze(built.model, "3x64")
+    assert [f.code for f in report.errors] == ["SHP009"]
+    assert report.errors[0].message == (
+        "conv1: Conv2d expects [B, C, H, W] (4 dimensions) but receives [2, 3, 64] for input 3x64; "
+        "give one sample's shape without the batch as C x H x W, e.g. --input 3x64x64")

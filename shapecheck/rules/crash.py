@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from shapecheck import fix
+from shapecheck import arithmetic, fix
 from shapecheck.report import Finding, Layer
 from shapecheck.rules import registry as r
 from shapecheck.rules.context import Context, factors, repair, shape_text
@@ -63,6 +63,9 @@ def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
             f"{layer.name}: {layer.type} expects {key}={declared} but receives {got[1]} channels"
             f"{origin} for input {ctx.input_text}", **where)
     kernel = layer.attr("kernel_size")
+    rank = arithmetic.spatial_rank(layer.type, None) if kernel is not None else None
+    if rank is not None and len(got) != rank + 2:
+        return r.SHAPE_ERROR.finding(_rank_message(ctx, layer, got, rank), **where)
     if kernel is not None and len(got) > 2:
         return r.INPUT_TOO_SMALL.finding(_too_small_message(ctx, layer, got, kernel), **where)
     return r.SHAPE_ERROR.finding(
@@ -107,6 +110,18 @@ def _channels_last_message(ctx: Context, layer: Layer, declared: int) -> str:
     return (f"{layer.name}: {layer.type} expects {declared} input channels but the input "
             f"{ctx.inputs[0]} has {shape[0]} in dimension 1; it looks channels-last. PyTorch images "
             f"are [B, C, H, W]: pass --input {fixed}, or call x.permute(0, 3, 1, 2) on the data")
+
+
+def _rank_message(ctx: Context, layer: Layer, got: tuple[int, ...], rank: int) -> str:
+    axes = {1: "L", 2: "H, W", 3: "D, H, W"}.get(rank, "...")
+    advice = "check the reshape before it"
+    if ctx.producer(layer) is None:  # fed by the input itself: the spec has the wrong rank
+        shape, want = ctx.inputs[0].shape, rank + 1
+        example = shape[:want] if len(shape) >= want else shape + shape[-1:] * (want - len(shape))
+        advice = (f"give one sample's shape without the batch as C x {axes.replace(', ', ' x ')}, "
+                  f"e.g. --input {'x'.join(map(str, example))}")
+    return (f"{layer.name}: {layer.type} expects [B, C, {axes}] ({rank + 2} dimensions) but receives "
+            f"{shape_text(got)} for input {ctx.input_text}; {advice}")
 
 
 def _too_small_message(ctx: Context, layer: Layer, got: tuple[int, ...], kernel: object) -> str:
