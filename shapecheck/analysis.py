@@ -1,8 +1,10 @@
 """The public entry point: model and input spec in, Report out."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,10 +12,12 @@ from torch import nn
 from shapecheck import noqa, sources
 from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
 from shapecheck.rules import batch as batch_rule
-from shapecheck.rules import crash, design, pixels, registry
+from shapecheck.checkpoint import shapes as saved_shapes
+from shapecheck.rules import budget, crash, design, pixels, registry
+from shapecheck.rules import checkpoint as checkpoint_rule
 from shapecheck.rules.context import Context, Submodule
 from shapecheck.sizes import Solver
-from shapecheck.spec import InputSpec, parse_dtype, parse_inputs
+from shapecheck.spec import InputSpec, parse_bytes, parse_count, parse_dtype, parse_inputs
 from shapecheck.trace import Mode, TraceResult, trace
 
 
@@ -29,12 +33,18 @@ def analyze(
     ignore: Iterable[str] = (),
     name: str | None = None,
     path: str | None = None,
+    max_params: int | str | None = None,
+    max_macs: int | str | None = None,
+    max_activation_memory: int | str | None = None,
+    checkpoint: str | os.PathLike | Mapping[str, Any] | None = None,
 ) -> Report:
     """Trace ``model`` on the meta device for ``input`` and return its Report.
 
     ``input`` is one sample's shape without the batch (``"3x64x64"``), or a list of them for
     models with several inputs. The model object is never modified: its weights are swapped
-    for meta stand-ins only inside the trace.
+    for meta stand-ins only inside the trace. Budgets take numbers or text (``"25M"``,
+    ``"512MB"``); ``max_macs`` is per sample. ``checkpoint`` (a path, loaded with
+    ``weights_only=True``, or a state_dict) is reconciled with the model's tensors.
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, not {batch}")
@@ -46,10 +56,20 @@ def analyze(
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
                   second=second, submodules=_submodules(model), touched=result.touched,
                   solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model))
-    findings = noqa.keep(f for f in _findings(ctx) if registry.selected(f.code, tuple(select), tuple(ignore)))
+    totals = _totals(model, result)
+    limits = budget.Budgets(
+        parse_count(max_params, "max_params") if max_params is not None else None,
+        parse_count(max_macs, "max_macs") if max_macs is not None else None,
+        parse_bytes(max_activation_memory, "max_activation_memory") if max_activation_memory is not None else None)
+    where = result.layers[0].defined_at if result.layers else None
+    found = [*_findings(ctx), *budget.check(ctx, totals, limits, where)]
+    if checkpoint is not None:
+        mine = {key: tuple(t.shape) for key, t in model.state_dict(keep_vars=True).items()}
+        found += checkpoint_rule.check(ctx, mine, saved_shapes(checkpoint))
+    findings = noqa.keep(f for f in found if registry.selected(f.code, tuple(select), tuple(ignore)))
     return Report(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
-        layers=result.layers, totals=_totals(model, result), outputs=result.outputs,
+        layers=result.layers, totals=totals, outputs=result.outputs,
         findings=findings, path=path,
         notes=("the forward reads tensor values, so it ran on CPU with stand-in weights",)
         if result.device == "cpu" else (),

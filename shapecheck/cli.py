@@ -16,6 +16,7 @@ import click
 from shapecheck.errors import UsageError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+FORMATS = ["text", "json", "github", "sarif", "markdown"]  # shapecheck.render.FORMATS, without importing it
 
 
 class _DefaultGroup(click.Group):
@@ -53,7 +54,9 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--output", default=None, help="Expected output shape per sample, e.g. 10 (SHP007).")
 @click.option("--mode", type=click.Choice(["eval", "train", "same"]), default="eval", show_default=True,
               help="Module mode during the trace; the model's own flags are restored afterwards.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="text (default), json (docs/json-schema.md), github (workflow annotations), "
+                   "sarif (SARIF 2.1.0 for code scanning) or markdown (PR comments).")
 @click.option("--depth", default=3, show_default=True, type=click.IntRange(min=0),
               help="Deepest nesting level shown in the table.")
 @click.option("--show-source", is_flag=True, help="Add each row's source line to the table.")
@@ -64,11 +67,18 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--diff", is_flag=True, help="Print the fixes as a unified diff; write nothing.")
 @click.option("--select", multiple=True, help="Rule codes or prefixes to report, e.g. SHP0.")
 @click.option("--ignore", multiple=True, help="Rule codes or prefixes to leave out, e.g. SHP101.")
+@click.option("--max-params", default=None, help="Parameter budget, e.g. 25M (SHP201).")
+@click.option("--max-macs", default=None, help="MACs per sample budget, e.g. 600M (SHP202).")
+@click.option("--max-activation-memory", default=None,
+              help="Activation memory budget for --batch and --dtype, e.g. 2GiB (SHP203).")
+@click.option("--checkpoint", default=None, type=click.Path(),
+              help="A state_dict file to reconcile with the model (loaded with weights_only=True).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
           mode: str, fmt: str, depth: int, show_source: bool, explain: bool, fix_files: bool, diff: bool,
-          select: tuple[str, ...], ignore: tuple[str, ...], exit_zero: bool, verbose: bool) -> int:
+          select: tuple[str, ...], ignore: tuple[str, ...], max_params: str | None, max_macs: str | None,
+          max_activation_memory: str | None, checkpoint: str | None, exit_zero: bool, verbose: bool) -> int:
     """Analyze TARGET (FILE.py:Name, package.module:Name, optionally Name(key=value))."""
     from functools import partial
 
@@ -80,7 +90,8 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
     specs = [parse_input(text, chosen) for text in inputs]
     expected = parse_input(output).shape if output else None
     run = partial(_analyze, parse_target(target), specs, batch=batch, output=expected, mode=mode,
-                  select=_split(select), ignore=_split(ignore), verbose=verbose)
+                  select=_split(select), ignore=_split(ignore), verbose=verbose, max_params=max_params,
+                  max_macs=max_macs, max_activation_memory=max_activation_memory, checkpoint=checkpoint)
     if diff:
         return _diff(run())
     report = _fix(run) if fix_files else run()

@@ -3,13 +3,14 @@
 This is a sweep, not symbolic algebra: every answer was checked by running the model at
 that size. It costs a millisecond or so per size for course-sized models, because no
 rows, FLOPs or sources are recorded; a global forward pre-hook reads what the rules need
-(features reaching each Linear, pixels a window drops) and is removed afterwards.
+(the pixels each window drops) and is removed afterwards. Questions about one Linear's
+input width use the full trace instead, which recovers from failures.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,7 +20,8 @@ from torch.nn.modules.module import register_module_forward_pre_hook
 
 from shapecheck import arithmetic
 from shapecheck.spec import InputSpec
-from shapecheck.trace import Mode, NeedsValues, in_mode, make_input, module_attrs, raise_if_needs_values, stand_ins
+from shapecheck.trace import (Mode, NeedsValues, in_mode, make_input, module_attrs, raise_if_needs_values,
+                              stand_ins, trace)
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,6 @@ class Probe:
     size: int
     ok: bool
     error: str | None = None
-    features: dict[str, int] = field(default_factory=dict)  # Linear -> features it received
     drops: tuple[Drop, ...] = ()
 
 
@@ -77,6 +78,7 @@ class Solver:
         self._names = {id(m): n for n, m in model.named_modules()}
         self._weights: dict[str, torch.Tensor] | None = None
         self._cache: dict[int, Probe] = {}
+        self._traced: dict[int, dict[str, int]] = {}
 
     @property
     def free(self) -> bool:
@@ -97,18 +99,32 @@ class Solver:
         return Sizes(self.template_text, low, high, accepted, lossy, self.device)
 
     def fits(self, linear: str, features: int, start: int) -> tuple[int, ...]:
-        """Sizes near ``start`` at which ``linear`` receives ``features`` per sample."""
+        """Sizes near ``start`` at which ``linear`` receives ``features`` per sample.
+
+        These probes use the full trace, which recovers from failures, so a hard-coded
+        ``view`` before the Linear does not hide the features that would reach it.
+        """
         found: set[int] = set()
         for step in (-1, 1):
             size = start
             while 1 <= size <= 2 * start:
-                got = self.probe(size).features.get(linear)
+                got = self._features(size).get(linear)
                 if got == features:
                     found.add(size)
                 elif got is not None and (got - features) * step > 0:
                     break  # features grow with the size: past the target, nothing more fits
                 size += step
         return tuple(sorted(found))
+
+    def _features(self, size: int) -> dict[str, int]:
+        if size not in self._traced:
+            spec = InputSpec(self.shape(size), self.inputs[0].dtype)
+            layers = trace(self.model, (spec, *self.inputs[1:]), 1, self.mode).layers
+            self._traced[size] = {
+                layer.name: layer.input_shapes[0][-1] for layer in reversed(layers)
+                if layer.attr("in_features") is not None and layer.input_shapes
+                and len(layer.input_shapes[0]) > 1 and layer.input_shapes[0][0] == 1}
+        return self._traced[size]
 
     def smallest(self, start: int, limit: int = 1024) -> int | None:
         """The smallest size above ``start`` at which the forward runs."""
@@ -134,30 +150,27 @@ class Solver:
             self._weights = stand_ins(self.model, self.device)
         first = InputSpec(self.shape(size), self.inputs[0].dtype)
         xs = tuple(make_input(spec, 1, self.device) for spec in (first, *self.inputs[1:]))
-        features: dict[str, int] = {}
         drops: list[Drop] = []
         try:
-            with self._recording(features, drops), in_mode(self.model, self.mode), torch.no_grad(), \
+            with self._recording(drops), in_mode(self.model, self.mode), torch.no_grad(), \
                     torch.device(self.device):
                 out = functional_call(self.model, self._weights, xs, strict=False, tie_weights=True)
         except Exception as exc:  # any failure means "this size does not run"
             if self.device == "meta":
                 raise_if_needs_values(exc)
-            return Probe(size, False, f"{type(exc).__name__}: {str(exc).strip()[:200]}", features, tuple(drops))
+            return Probe(size, False, f"{type(exc).__name__}: {str(exc).strip()[:200]}", tuple(drops))
         rows = _leading(out)
         if rows not in (None, 1):  # runs, but the batch is folded: not an accepted size
-            return Probe(size, False, f"one sample came out as {rows} rows", features, tuple(drops))
-        return Probe(size, True, None, features, tuple(drops))
+            return Probe(size, False, f"one sample came out as {rows} rows", tuple(drops))
+        return Probe(size, True, None, tuple(drops))
 
     @contextmanager
-    def _recording(self, features: dict[str, int], drops: list[Drop]) -> Iterator[None]:
+    def _recording(self, drops: list[Drop]) -> Iterator[None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
             name = self._names.get(id(module))
             x = args[0] if args and isinstance(args[0], torch.Tensor) else None
             if name is None or x is None:
                 return
-            if isinstance(module, nn.Linear) and x.dim() > 1 and x.shape[0] == 1:
-                features.setdefault(name, x.shape[-1])
             drop = _drop(name, module, tuple(x.shape))
             if drop is not None:
                 drops.append(drop)

@@ -77,3 +77,31 @@ def parse_inputs(
     if isinstance(texts, list) and texts and not isinstance(texts[0], int):
         return tuple(parse_input(t, dtype) for t in texts)
     return (parse_input(texts, dtype),)
+
+
+_SCALES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_BYTES = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_AMOUNT = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_count(text: str | int, what: str = "count") -> int:
+    """``25M``, ``1.5G``, ``250_000`` or an int: parameter and MAC budgets."""
+    if isinstance(text, int):
+        return text
+    match = _AMOUNT.match(str(text))
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _SCALES:
+        raise UsageError(f"invalid {what} {text!r}: write a number with an optional K, M, G or T, e.g. 25M")
+    return int(float(match.group(1).replace("_", "").replace(",", "")) * _SCALES[unit])
+
+
+def parse_bytes(text: str | int, what: str = "size") -> int:
+    """``512MB``, ``1.5GiB`` or a number of bytes."""
+    if isinstance(text, int):
+        return text
+    match = _AMOUNT.match(str(text))
+    unit = (match.group(2).upper() or "B") if match else ""
+    if match is None or unit not in _BYTES:
+        raise UsageError(f"invalid {what} {text!r}: write bytes with a unit, e.g. 512MB or 1.5GiB")
+    return int(float(match.group(1).replace("_", "").replace(",", "")) * _BYTES[unit])

@@ -1,13 +1,13 @@
 """One formatter per output format; each takes a Report and returns text."""
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+
+FORMATS = ("text", "json", "github", "sarif", "markdown")
 
 
 def formatter(name: str) -> Callable[..., str]:
-    if name == "json":
-        from shapecheck.render.json import render
-    else:
-        from shapecheck.render.text import render
-    return render
-
+    if name not in FORMATS:
+        raise ValueError(f"unknown format {name!r}; choose one of {', '.join(FORMATS)}")
+    return importlib.import_module(f"shapecheck.render.{name}").render

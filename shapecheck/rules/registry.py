@@ -180,3 +180,54 @@ FIXED_INPUT_SIZE = register(Rule(
     example="self.fc1 = nn.Linear(32 * 8 * 8, 10)  # only 32x32 to 35x35 inputs",
     use_instead="self.pool = nn.AdaptiveAvgPool2d((8, 8))  # any input of at least 8x8\nself.fc1 = nn.Linear(32 * 8 * 8, 10)\n# or nn.LazyLinear(10)",
 ))
+PARAMS_BUDGET = register(Rule(
+    "SHP201", "params-budget", "error",
+    "the model has more parameters than its budget",
+    what="Compares the unique parameter count with `--max-params` (or `max_params` in the config).",
+    why="A budget in CI catches the edit that quietly multiplies a layer's size before it reaches a device that cannot hold it.",
+    example="shapecheck model.py:Net --input 3x150x150 --max-params 1M  # CatDogCNN has 5.6M",
+    use_instead="self.pool = nn.AdaptiveAvgPool2d(1)  # shrink the dominant layer",
+))
+MACS_BUDGET = register(Rule(
+    "SHP202", "macs-budget", "error",
+    "the model needs more multiply-accumulates per sample than its budget",
+    what="Compares MACs per sample (as `torch.utils.flop_counter` counts them, halved) with `--max-macs`.",
+    why="Latency on a target device follows compute; a budget keeps a model within it as it evolves.",
+    example="shapecheck model.py:Net --input 3x224x224 --max-macs 600M",
+    use_instead="# reduce width or resolution, or stride earlier",
+))
+MEMORY_BUDGET = register(Rule(
+    "SHP203", "activation-memory-budget", "error",
+    "the activations of one batch exceed the memory budget",
+    what="Compares activation memory (every leaf layer's output, for the traced batch and dtype) with `--max-activation-memory`.",
+    why="Out-of-memory errors appear only on the device; the meta trace predicts them for free.",
+    example="shapecheck model.py:Net --input 3x1024x1024 --batch 16 --max-activation-memory 8GiB",
+    use_instead="# smaller batch, lower resolution, bfloat16 (--dtype bfloat16) or checkpointing",
+))
+CHECKPOINT_MISMATCH = register(Rule(
+    "SHP301", "checkpoint-shape-mismatch", "error",
+    "a checkpoint tensor has another shape than the model's",
+    what=("With `--checkpoint`, compares every saved tensor's shape with the model's, and for a Linear "
+          "says which input size the checkpoint was trained on."),
+    why=("`load_state_dict` fails with `size mismatch for fc1.weight: copying a param with shape "
+         "torch.Size([50, 2880])`, which says nothing about why. Usually the model was trained on "
+         "another input size, or a layer was edited since."),
+    example="shapecheck model.py:Net --input 3x64x64 --checkpoint weights.pt  # trained on 60x60",
+    use_instead="shapecheck model.py:Net --input 3x60x60 --checkpoint weights.pt",
+))
+CHECKPOINT_MISSING = register(Rule(
+    "SHP302", "checkpoint-missing-keys", "error",
+    "the checkpoint lacks tensors the model has",
+    what="With `--checkpoint`, lists the model's parameters and buffers that the checkpoint does not contain.",
+    why="A strict load fails; a non-strict load silently leaves those layers at their random initialisation.",
+    example="self.fc3 = nn.Linear(10, 10)  # added after the checkpoint was saved",
+    use_instead="model.load_state_dict(state, strict=False)  # only if the new layers should train from scratch",
+))
+CHECKPOINT_UNEXPECTED = register(Rule(
+    "SHP303", "checkpoint-unexpected-keys", "warning",
+    "the checkpoint has tensors the model does not",
+    what="With `--checkpoint`, lists saved tensors that no parameter or buffer of the model matches.",
+    why="Renamed or removed layers leave their trained weights behind unused.",
+    example="# checkpoint saved with self.classifier, model now calls it self.fc",
+    use_instead="state = {k.replace('classifier.', 'fc.'): v for k, v in state.items()}",
+))
