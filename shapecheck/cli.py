@@ -23,9 +23,19 @@ class _DefaultGroup(click.Group):
     """``shapecheck model.py:Net ...`` runs ``check``; known words run their subcommand."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if args and (args[0] in self.commands or args[0] in ("--help", "-h", "--version")):
+            pass
+        elif _is_project_call(args):
+            args = ["project", *args]  # the pre-commit hook's call: changed files, or nothing
+        else:
             args = ["check", *args]
         return super().parse_args(ctx, args)
+
+
+def _is_project_call(args: list[str]) -> bool:
+    """No TARGET (``file.py:Name``) and no --input: check the configured models."""
+    return not any(":" in a for a in args) and not any(a in ("-i", "--input") or a.startswith("--input=")
+                                                       for a in args)
 
 
 @click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -182,6 +192,60 @@ def _bounds(text: str) -> tuple[int, int]:
     if not (sep and low.strip().isdigit() and high.strip().isdigit()) or not 0 < int(low) <= int(high):
         raise UsageError(f"invalid --range {text!r}: write LOW..HIGH, e.g. 16..512")
     return int(low), int(high)
+
+
+@cli.command()
+@click.argument("files", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["text", "github"]), default="text", show_default=True)
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
+def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) -> int:
+    """Check the models in pyproject.toml's [tool.shapecheck], and classes that declare
+    shapecheck_input. With FILES (as pre-commit passes them), only the models defined in
+    or importing those files."""
+    from shapecheck import config as project_config
+    from shapecheck.render import formatter
+    from shapecheck.target import parse_target
+
+    found = project_config.find()
+    selection = project_config.select(found, files)
+    if not selection.models:
+        if files:
+            return EXIT_CLEAN  # the commit touches no model
+        raise UsageError("nothing to check: list models under [[tool.shapecheck.models]] in pyproject.toml, "
+                         "set shapecheck_input on a model class, or give TARGET --input (see shapecheck --help)")
+    errors = 0
+    for model in selection.models:
+        where, _, name = model.target.rpartition(":")
+        located = str(found.root / where) if where.endswith(".py") else where
+        target = parse_target(f"{_shown(located)}:{name}")
+        report = _analyze(target, list(model.input), verbose=verbose, batch=model.batch,
+                          output=model.output, mode=model.mode,
+                          select=model.select or found.select, ignore=found.ignore + model.ignore,
+                          max_params=model.max_params, max_macs=model.max_macs,
+                          max_activation_memory=model.max_activation_memory,
+                          **({"dtype": model.dtype} if model.dtype else {}))
+        errors += len(report.errors)
+        if fmt == "github":
+            click.echo(formatter("github")(report), nl=False)
+        else:
+            click.echo(f"{model.target} (input {', '.join(model.input)}): "
+                       f"{len(report.errors)} error(s), {len(report.findings) - len(report.errors)} other finding(s)")
+            for finding in report.findings:
+                click.echo(_diagnostic(finding))
+    return EXIT_FINDINGS if errors and not exit_zero else EXIT_CLEAN
+
+
+def _shown(path: str) -> str:
+    from shapecheck.sources import display_path
+
+    return display_path(path)
+
+
+def _diagnostic(finding: Any) -> str:
+    from shapecheck.render.text import diagnostic
+
+    return "  " + diagnostic(finding)
 
 
 @cli.command()

@@ -147,11 +147,13 @@ def _exec_file(path: str, dotted: str) -> ModuleType:
     if "." in dotted:
         return importlib.import_module(dotted)
     existing = sys.modules.get(dotted)
-    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == path:
-        return existing
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == path \
+            and getattr(existing, "__shapecheck_stamp__", None) == _stamp(path):
+        return existing  # loaded before in this process, and the file has not changed since
     spec = importlib.util.spec_from_file_location(dotted, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    module.__shapecheck_stamp__ = _stamp(path)  # type: ignore[attr-defined]
     sys.modules[dotted] = module
     try:
         spec.loader.exec_module(module)
@@ -159,6 +161,11 @@ def _exec_file(path: str, dotted: str) -> ModuleType:
         sys.modules.pop(dotted, None)
         raise
     return module
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _package_root(path: str) -> tuple[str, str]:
