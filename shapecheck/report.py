@@ -116,6 +116,12 @@ class Report:
     path: str | None = None
     notes: tuple[str, ...] = field(default=())
 
+    def __repr__(self) -> str:
+        # pytest prints this for `assert report.ok`: the summary, not every layer record.
+        found = ", ".join(f"{f.code} {f.layer or ''}".strip() for f in self.findings)
+        return (f"<Report {self.model} input {self.input_text}: {len(self.layers)} layers, "
+                f"{self.totals.params:,} params, {len(self.errors)} error(s)" + (f" [{found}]" if found else "") + ">")
+
     @property
     def errors(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity == "error")
