@@ -38,7 +38,8 @@ def _is_project_call(args: list[str]) -> bool:
                                                        for a in args)
 
 
-@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                 "max_content_width": 100, "terminal_width": 100})
 @click.version_option(package_name="torch-shapecheck", prog_name="shapecheck")
 def cli() -> None:
     """Per-layer shapes, parameters and MACs of a PyTorch model, and shape diagnostics.

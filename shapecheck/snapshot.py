@@ -20,6 +20,8 @@ def data(report: Report) -> dict[str, Any]:
     seen: Counter[str] = Counter()
     layers = []
     for layer in report.layers:
+        if layer.depth == 0:
+            continue  # the model itself: its changes are the totals
         seen[layer.name] += 1
         key = layer.name if seen[layer.name] == 1 else f"{layer.name}#{seen[layer.name]}"
         layers.append({"key": key, "type": layer.type, "output": [list(s) for s in layer.output_shapes],

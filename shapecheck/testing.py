@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from shapecheck.report import Report, Shape
@@ -16,8 +17,8 @@ class ShapeCheckFailed(AssertionError):
         head = (f"shapecheck: {len(report.errors)} error(s) in {report.model} for input "
                 f"{report.input_text}, batch {report.batch}")
         lines = [head, *(diagnostic(f) for f in report.errors)]
-        if table:
-            lines += ["", render(report).rstrip()]
+        if table:  # the table and totals; the diagnostics are already above
+            lines += ["", render(replace(report, findings=())).rstrip()]
         super().__init__("\n".join(lines))
         self.report = report
 

@@ -28,3 +28,20 @@ def test_json_schema_doc_lists_every_field_the_renderer_writes(in_repo, capsys):
     keys = set(data) | set(data["totals"]) | set(data["layers"][0]) | set(data["findings"][0])
     missing = [k for k in sorted(keys) if f"`{k}`" not in doc]
     assert missing == []
+
+
+def test_pasted_runs_in_the_docs_are_current(in_repo):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("write_docs", ROOT / "benchmarks/write_docs.py")
+    write_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(write_docs)
+    for page in write_docs.PAGES:
+        text = page.read_text()
+        assert write_docs.refresh(text) == text, f"run: python benchmarks/write_docs.py ({page.name})"
+
+
+def test_readme_links_every_docs_page():
+    readme = (ROOT / "README.md").read_text()
+    missing = [p.name for p in (ROOT / "docs").glob("*.md") if f"docs/{p.name}" not in readme]
+    assert missing == []

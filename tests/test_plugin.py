@@ -1,4 +1,8 @@
-"""The pytest plugin, run the way users run it: real inner pytest sessions through pytester."""
+"""The pytest plugin, run the way users run it: real inner pytest sessions through pytester.
+
+The inner sessions run in subprocesses: pytester's in-process mode restores sys.modules
+afterwards, and torch cannot be imported twice into one process.
+"""
 from __future__ import annotations
 
 import json
@@ -36,7 +40,7 @@ def test_assert_shapes_fails_with_the_diagnostics_and_the_table(models):
         def test_budget():
             shapecheck.assert_shapes(quiz_a.Net(), input="3x64x64", max_params=100_000, max_macs="1M")
     """)
-    result = models.runpytest("-p", "no:cacheprovider")
+    result = models.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([
         "*shapecheck: 2 error(s) in Net for input 3x64x64, batch 2",
@@ -71,7 +75,7 @@ def test_marker_checks_the_model_fixture_before_the_test_runs(models):
         def test_without_fixture():
             pass
     """)
-    result = models.runpytest("-p", "no:cacheprovider", "--shapecheck-no-table")
+    result = models.runpytest_subprocess("-p", "no:cacheprovider", "--shapecheck-no-table")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*SHP001 fc1*", "*needs the test to take the 'model' fixture*"])
     assert "the body must not run" not in result.stdout.str()
@@ -85,13 +89,13 @@ def test_snapshot_is_written_compared_and_reports_drift_readably(models):
         def test_shapes(shape_snapshot):
             shape_snapshot.assert_match(quiz_a.Net(), "3x64x64")
     """)
-    missing = models.runpytest("-p", "no:cacheprovider")
+    missing = models.runpytest_subprocess("-p", "no:cacheprovider")
     missing.assert_outcomes(failed=1)
     missing.stdout.fnmatch_lines(["*no shape snapshot*run pytest --shapecheck-update to write it*"])
-    models.runpytest("-p", "no:cacheprovider", "--shapecheck-update").assert_outcomes(passed=1)
+    models.runpytest_subprocess("-p", "no:cacheprovider", "--shapecheck-update").assert_outcomes(passed=1)
     stored = models.path / "__shapecheck_snapshots__" / "test_snap" / "test_shapes.json"
     assert json.loads(stored.read_text())["totals"]["params"] == 175085
-    models.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    models.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
     quiz = models.path / "quiz_a.py"  # the model changes: fc1 now reads 20x12x12 from a 60x60 input
     quiz.write_text(quiz.read_text().replace("20 * 13 * 13", "20 * 12 * 12"))
@@ -101,7 +105,7 @@ def test_snapshot_is_written_compared_and_reports_drift_readably(models):
         def test_shapes(shape_snapshot):
             shape_snapshot.assert_match(quiz_a.Net(), "3x60x60", name="test_shapes")
     """)
-    drifted = models.runpytest("-p", "no:cacheprovider")
+    drifted = models.runpytest_subprocess("-p", "no:cacheprovider")
     drifted.assert_outcomes(failed=1)
     drifted.stdout.fnmatch_lines([
         "*shape snapshot test_shapes.json drifted (Net, input 3x60x60):",
@@ -119,7 +123,7 @@ def test_report_comparison_is_explained_layer_by_layer(models):
         def test_same():
             assert shapecheck.analyze(quiz_c.Net(), "3x64x64") == shapecheck.analyze(quiz_a.Net(), "3x64x64")
     """)
-    result = models.runpytest("-p", "no:cacheprovider")
+    result = models.runpytest_subprocess("-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["*shapecheck reports differ:*", "*fc1 in_features 3380 -> 2880, params -25,000*"])
 
 
@@ -137,7 +141,7 @@ def test_valid_inputs_strategy_draws_only_accepted_shapes(models):
         def test_runs(shape):
             assert MODEL(torch.randn(*shape)).shape == (shape[0], 5)
     """)
-    models.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    models.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 def test_snapshot_drift_lines_are_the_documented_ones():
@@ -151,5 +155,6 @@ def test_snapshot_drift_lines_are_the_documented_ones():
     old = snapshot.data(shapecheck.analyze(quiz_c.Net(), "3x60x60"))
     new = snapshot.data(shapecheck.analyze(quiz_a.Net(), "3x64x64"))
     lines = snapshot.drift(old, new)
-    assert "fc1 in_features 2880 -> 3380, params +25,000" in lines[1:]
+    assert "fc1 in_features 2880 -> 3380, params +25,000" in lines
+    assert lines[0] == "input 3x60x60 -> 3x64x64" and not any(line.startswith("Net ") for line in lines)
     assert Solver(quiz_a.Net(), [parse_input("3x64x64")]).sweep(60, 70).accepted == (64, 65, 66, 67)
