@@ -204,7 +204,6 @@ class _Tracer:
     # -- functional ops -----------------------------------------------------------------
     def function_call(self, func: Any, args: tuple, kwargs: dict, frame: Any) -> Any:
         tensors = list(_tensors((args, kwargs)))
-        self.touched.update(id(t) for t in tensors)
         name, kind = _op_names(func)
         index = self.open(_Row(
             name=name, type=kind, kind="function", depth=len(self.stack), parent=self.parent(),
@@ -248,6 +247,8 @@ class _FunctionMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if self.tracer.suspended or func in _IGNORED or getattr(func, "__name__", "") == "__get__":
             return func(*args, **kwargs)
+        # Every call, torch's own included: MultiheadAttention reads out_proj.weight without calling it.
+        self.tracer.touched.update(id(a) for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor))
         frame = sources.user_frame(sys._getframe(1))
         if frame is None:
             return func(*args, **kwargs)

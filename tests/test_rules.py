@@ -1,7 +1,7 @@
 """The annotated fixture corpus, in flake8-bugbear's style.
 
 Each file in tests/fixtures/rules/ is a small model. Its first line says how to analyze it
-(``# fixture: input=3x32x32 output=10``); every line that should carry a finding ends with
+(``# fixture: input=3x32x32 output=10``, any ``shapecheck.analyze`` keyword); every line that should carry a finding ends with
 a comment naming the codes (``# SHP001``). Files without such comments must produce nothing.
 """
 from __future__ import annotations
@@ -36,9 +36,10 @@ def _expected(path: Path) -> set[tuple[int, str]]:
 
 def _analyze(path: Path):
     options = _options(path)
-    built = build(parse_target(f"{path}:{options.get('target', 'Net')}"))
-    return shapecheck.analyze(built.model, options["input"], output=options.get("output"),
-                              path=str(path))
+    built = build(parse_target(f"{path}:{options.pop('target', 'Net')}"))
+    if "checkpoint" in options:
+        options["checkpoint"] = str(path.parent / options["checkpoint"])
+    return shapecheck.analyze(built.model, options.pop("input"), path=str(path), **options)
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.py")), ids=lambda p: p.stem)
@@ -79,6 +80,9 @@ def test_value_branching_forward_runs_on_cpu_and_still_finds_the_mismatch():
                                    "only accepts inputs 3x32x32 to 3x35x35"),
     ("hardcoded_batch", "SHP004", "reshape(2, 8) does not keep the batch"),
     ("channels_last", "SHP006", "pass --input 3x32x32, or call x.permute(0, 3, 1, 2)"),
+    ("checkpoint_mismatch", "SHP301", "checkpoint fc.weight is [2, 256] but the model's is [2, 144]: "
+                                      "it was trained on 10 px inputs (3x10x10), you are feeding 3x8x8"),
+    ("budgets", "SHP203", "activation memory 64.20 KiB for batch 2 exceeds --max-activation-memory 1000 B"),
 ])
 def test_messages_carry_the_numbers(fixture, code, fragment):
     messages = [f.message for f in _analyze(FIXTURES / f"{fixture}.py").findings if f.code == code]

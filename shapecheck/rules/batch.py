@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from shapecheck import fix
+from shapecheck import fix, sources
 from shapecheck.report import Finding, Layer
 from shapecheck.rules import registry as r
 from shapecheck.rules.context import FLATTENS, Context, repair, shape_text
@@ -41,7 +41,15 @@ def _leads(shape: tuple[int, ...], batch: int) -> bool:
 
 
 def _names_batch(layer: Layer, batch: int) -> bool:
-    return layer.args.split(",")[0].strip().lstrip("(") == str(batch)
+    """The first size equals the batch and the source writes it as a number (``view(64, -1)``).
+
+    ``x.view(x.size(0), -1)`` or ``reshape(n, ...)`` track the batch; only a literal can be
+    stale, so only a literal costs a second trace.
+    """
+    if layer.args.split(",")[0].strip().lstrip("(") != str(batch):
+        return False
+    call = sources.method_call(layer.called_at) if layer.called_at else None
+    return call is None or not call.args or call.args[0].literal
 
 
 def _finding(ctx: Context, first: Layer, second: Layer) -> Finding:

@@ -57,11 +57,17 @@ class Context:
         """
         source = self.producer(layer)
         shape = layer.input_shapes[0] if layer.input_shapes else ()
+        flattened = self.flattened(layer)
+        return flattened if flattened is not None else (source, shape)
+
+    def flattened(self, layer: Layer) -> tuple[Layer | None, Shape] | None:
+        """When ``layer`` reads a flattened map: the layer that made the map, and its shape."""
+        source = self.producer(layer)
         while source is not None and _elementwise(source):  # dropout, relu between flatten and fc
             source = self.producer(source)
         if source is not None and source.name in FLATTENS and source.input_shapes:
             return self.producer(source), source.input_shapes[0]
-        return source, shape
+        return None
 
     @property
     def completed(self) -> bool:

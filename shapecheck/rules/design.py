@@ -81,7 +81,8 @@ def _flattened_linears(ctx: Context) -> Iterator[Finding]:
     total = sum(m.numel for m in ctx.submodules if m.name == "")
     failed = {layer.name for layer in ctx.layers if layer.failed}
     for layer in ctx.layers:
-        source, shape = ctx.origin(layer) if layer.attr("in_features") is not None else (None, ())
+        flattened = ctx.flattened(layer) if layer.attr("in_features") is not None else None
+        source, shape = flattened if flattened is not None else (None, ())
         if source is None or len(shape) < 3 or all(d == 1 for d in shape[2:]) \
                 or source.type.startswith("Adaptive") or layer.name in failed or layer.params == 0 \
                 or layer.input_shapes[0][:1] != (ctx.batch,):  # a folded batch is SHP004's finding
