@@ -269,7 +269,13 @@ def zoo() -> int:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", default="results", show_default=True, help="Folder for the results JSON and curve PNG.")
-def train(model: str, data_path: str | None, epochs: int, device: str, seed: int, out: str) -> int:
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="Default: on for cuda where the model allows it (resnet), off for cpu.")
+@click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast. Default: on for cuda, off for cpu.")
+@click.option("--compile/--no-compile", "compiled", default=None,
+              help="torch.compile the model. Default: on for cuda, off for cpu.")
+def train(model: str, data_path: str | None, epochs: int, device: str, seed: int, out: str,
+          channels_last: bool | None, bf16: bool | None, compiled: bool | None) -> int:
     """Train a zoo MODEL on CIFAR-10, cross-checking its shapes on the first batch."""
     from pathlib import Path
 
@@ -287,7 +293,10 @@ def train(model: str, data_path: str | None, epochs: int, device: str, seed: int
         dataset = cifar.load(data_path)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
-    result = trainer.train(model, dataset, epochs, device, seed,
+    default = trainer.Accel.default(device, trainer.RECIPES[model])
+    accel = trainer.Accel(default.channels_last if channels_last is None else channels_last,
+                          default.bf16 if bf16 is None else bf16, default.compile if compiled is None else compiled)
+    result = trainer.train(model, dataset, epochs, device, seed, accel=accel,
                            progress=lambda line: click.echo(f"\r{line}", nl=False, err=True))
     click.echo("", err=True)
     path = trainer.write(result, Path(out))

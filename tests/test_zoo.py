@@ -1,6 +1,7 @@
 """The reference zoo: its models, the CIFAR-10 loader, the shape cross-check and real training."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -110,3 +111,20 @@ def test_simple_cnn_reaches_55_percent_after_one_epoch_on_real_cifar10():
     assert result.test_accuracy >= 0.55, result.history
     assert result.cross_check.startswith("passed")
     assert result.params == 25_578
+
+
+def test_the_gpu_recipe_runs_on_cpu_too_channels_last_and_bf16():
+    """The CUDA defaults (channels_last, bf16 autocast) exercised on CPU, on random images."""
+    g = torch.Generator().manual_seed(0)
+    split = lambda n: cifar.Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),  # noqa: E731
+                                  torch.randint(0, 10, (n,), generator=g))
+    dataset = cifar.Dataset(split(64), split(32), cifar.CLASSES, "random")
+    accel = trainer.Accel(channels_last=True, bf16=True, compile=False)
+    result = trainer.train("tutorial_net", dataset, epochs=1, accel=accel)
+    assert result.accel == {"channels_last": True, "bf16": True, "compile": False}
+    assert result.cross_check.startswith("passed")
+    assert math.isfinite(result.history[0]["train_loss"]) and 0 <= result.test_accuracy <= 1
+    assert trainer.Accel.default("cuda", trainer.RECIPES["resnet"]) == trainer.Accel(True, True, True)
+    # SimpleCNN's x.view(x.size(0), -1) cannot read a channels_last map.
+    assert trainer.Accel.default("cuda", trainer.RECIPES["simple_cnn"]) == trainer.Accel(False, True, True)
+    assert trainer.Accel.default("cpu", trainer.RECIPES["resnet"]) == trainer.Accel()

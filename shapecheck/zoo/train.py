@@ -28,15 +28,31 @@ class Recipe:
     lr: float
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
+    # SimpleCNN and QuizCNN `view` their feature maps, which a channels_last tensor cannot do.
+    channels_last: bool = False
 
 
 RECIPES = {
     "simple_cnn": Recipe(64, 0.05),
-    "tutorial_net": Recipe(32, 0.03),
+    "tutorial_net": Recipe(32, 0.03, channels_last=True),
     "quiz_cnn": Recipe(64, 0.03),
-    "cat_dog_cnn": Recipe(64, 0.01),
-    "resnet": Recipe(512, 0.2, 5e-4, 0.2),
+    "cat_dog_cnn": Recipe(64, 0.01, channels_last=True),
+    "resnet": Recipe(512, 0.2, 5e-4, 0.2, channels_last=True),
 }
+
+
+@dataclass(frozen=True)
+class Accel:
+    """What a training run uses beyond plain fp32: on by default on CUDA, off on CPU."""
+
+    channels_last: bool = False
+    bf16: bool = False
+    compile: bool = False
+
+    @classmethod
+    def default(cls, device: str, recipe: Recipe | None = None) -> Accel:
+        on = device.startswith("cuda")
+        return cls(channels_last=on and recipe is not None and recipe.channels_last, bf16=on, compile=on)
 
 
 @dataclass
@@ -52,6 +68,7 @@ class Result:
     wall_time_s: float = 0.0
     images_per_s: float = 0.0
     cross_check: str = ""
+    accel: dict[str, bool] = field(default_factory=dict)
     torch_version: str = torch.__version__
     hardware: str = field(default_factory=lambda: f"{platform.machine()} {platform.processor() or ''}".strip())
     history: list[dict[str, float]] = field(default_factory=list)
@@ -73,34 +90,47 @@ def cross_check(model: nn.Module, spec: ZooModel, report: Report, images: torch.
 
 
 def train(name: str, dataset: cifar.Dataset, epochs: int, device: str = "cpu", seed: int = 0,
-          progress: Callable[[str], None] | None = None, limit: int | None = None) -> Result:
+          progress: Callable[[str], None] | None = None, limit: int | None = None,
+          accel: Accel | None = None) -> Result:
     spec, recipe = ZOO[name], RECIPES[name]
+    accel = accel or Accel.default(device, recipe)
     torch.manual_seed(seed)
     size = int(spec.input.split("x")[-1])
-    train_split = _prepare(dataset.train, spec, size, limit)
-    test_split = _prepare(dataset.test, spec, size, None)
+    # Decoded, subset and resized once, then moved to the device once: no per-batch copies.
+    train_split = _on(_prepare(dataset.train, spec, size, limit), device)
+    test_split = _on(_prepare(dataset.test, spec, size, None), device)
     model = spec.factory().to(device)
-    first = cifar.normalize(train_split.images[: recipe.batch_size].to(device))
+    first = cifar.normalize(train_split.images[: recipe.batch_size])
     report = shapecheck.analyze(model, spec.input, batch=len(first))
-    result = Result(name, report.totals.params, report.totals.macs // len(first), spec.input, epochs, seed, device)
-    result.cross_check = cross_check(model, spec, report, first)
+    result = Result(name, report.totals.params, report.totals.macs // len(first), spec.input, epochs, seed, device,
+                    accel=asdict(accel))
+    result.cross_check = cross_check(model, spec, report, first)  # on the eager fp32 model
+    if accel.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step = torch.compile(model) if accel.compile else model
     model.train()
     steps = epochs * math.ceil(len(train_split) / recipe.batch_size)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
                                 weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.lr, total_steps=steps, pct_start=0.25)
-    generator = torch.Generator().manual_seed(seed)
+    run = _Run(step, spec, recipe, optimizer, schedule, accel, device, progress)
+    order = torch.Generator().manual_seed(seed)
+    # On CPU one stream serves both, as in the committed runs; augmentation on a GPU needs its own.
+    flips = order if device == "cpu" else torch.Generator(device=device).manual_seed(seed)
     start = time.perf_counter()
     for epoch in range(epochs):
-        loss, correct, seen, tick = _epoch(model, spec, recipe, train_split, optimizer, schedule,
-                                           generator, device, progress, epoch, epochs)
-        accuracy = evaluate(model, spec, test_split, device)
+        loss, correct, seen, tick = run.epoch(train_split, order, flips, epoch, epochs)
+        accuracy = evaluate(step, spec, test_split, device, accel=accel)
         result.history.append({"epoch": epoch + 1, "train_loss": loss, "train_accuracy": correct / seen,
                                "test_accuracy": accuracy, "images_per_s": seen / tick})
     result.wall_time_s = time.perf_counter() - start
     result.test_accuracy = result.history[-1]["test_accuracy"]
     result.images_per_s = epochs * len(train_split) / result.wall_time_s
     return result
+
+
+def _on(split: cifar.Split, device: str) -> cifar.Split:
+    return cifar.Split(split.images.to(device), split.labels.to(device))
 
 
 def _prepare(split: cifar.Split, spec: ZooModel, size: int, limit: int | None) -> cifar.Split:
@@ -118,36 +148,56 @@ def _predict(spec: ZooModel, logits: torch.Tensor) -> torch.Tensor:
     return (logits.squeeze(1) > 0).long() if spec.binary else logits.argmax(1)
 
 
-def _epoch(model: nn.Module, spec: ZooModel, recipe: Recipe, split: cifar.Split, optimizer: Any,
-           schedule: Any, generator: torch.Generator, device: str,
-           progress: Callable[[str], None] | None, epoch: int, epochs: int) -> tuple[float, int, int, float]:
-    total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
-    for images, labels in cifar.batches(split, recipe.batch_size, generator):
-        x = cifar.normalize(cifar.augment(images, generator).to(device))
-        y = labels.to(device)
-        logits = model(x)
-        loss = _loss(spec, recipe, logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        total_loss += loss.item() * len(y)
-        correct += int((_predict(spec, logits) == y).sum())
-        seen += len(y)
-        if progress is not None:
-            rate = seen / (time.perf_counter() - start)
-            progress(f"epoch {epoch + 1}/{epochs} [{seen}/{len(split)}] loss {total_loss / seen:.3f} "
-                     f"acc {correct / seen:.3f} {rate:.0f} img/s")
-    return total_loss / seen, correct, seen, time.perf_counter() - start
+@dataclass
+class _Run:
+    model: nn.Module
+    spec: ZooModel
+    recipe: Recipe
+    optimizer: Any
+    schedule: Any
+    accel: Accel
+    device: str
+    progress: Callable[[str], None] | None
+
+    def epoch(self, split: cifar.Split, order: torch.Generator, flips: torch.Generator, epoch: int,
+              epochs: int) -> tuple[float, int, int, float]:
+        total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+        for images, labels in cifar.batches(split, self.recipe.batch_size, order):
+            x = _layout(cifar.normalize(cifar.augment(images, flips)), self.accel)
+            with _autocast(self.device, self.accel):
+                logits = self.model(x)
+                loss = _loss(self.spec, self.recipe, logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+            total_loss += loss.item() * len(labels)
+            correct += int((_predict(self.spec, logits) == labels).sum())
+            seen += len(labels)
+            if self.progress is not None:
+                rate = seen / (time.perf_counter() - start)
+                self.progress(f"epoch {epoch + 1}/{epochs} [{seen}/{len(split)}] loss {total_loss / seen:.3f} "
+                              f"acc {correct / seen:.3f} {rate:.0f} img/s")
+        return total_loss / seen, correct, seen, time.perf_counter() - start
 
 
-def evaluate(model: nn.Module, spec: ZooModel, split: cifar.Split, device: str, batch_size: int = 1000) -> float:
+def _layout(x: torch.Tensor, accel: Accel) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if accel.channels_last else x
+
+
+def _autocast(device: str, accel: Accel) -> Any:
+    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=accel.bf16)
+
+
+def evaluate(model: nn.Module, spec: ZooModel, split: cifar.Split, device: str, batch_size: int = 1000,
+             accel: Accel | None = None) -> float:
+    accel = accel or Accel()
     model.eval()
     correct = 0
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(device, accel):
         for images, labels in cifar.batches(split, batch_size):
-            logits = model(cifar.normalize(images.to(device)))
-            correct += int((_predict(spec, logits) == labels.to(device)).sum())
+            logits = model(_layout(cifar.normalize(images), accel))
+            correct += int((_predict(spec, logits) == labels).sum())
     model.train()
     return correct / len(split)
 
