@@ -121,26 +121,14 @@ def _analyze(target: Any, specs: list, *, verbose: bool, fresh: bool = False, **
     return report
 
 
-# A fix can uncover the next finding (a folded view hid a wrong in_features), so fixing
-# repeats until nothing changes; each round edits different text, so this bound is generous.
-FIX_ROUNDS = 5
-
-
 def _fix(run: Any) -> Any:
-    from shapecheck import fix, sources
+    from shapecheck import fix
 
-    report = run()
-    for _ in range(FIX_ROUNDS):
-        changes = fix.plan(report.findings)
-        if not changes:
-            break
-        for change in changes:
-            fix.write(change)
-            sources.forget(change.path)
-            click.echo(f"{change.path}: fixed {len(change.applied)}: "
-                       + "; ".join(f"line {f.line}: {f}" for f in change.applied), err=True)
-        report = run(fresh=True)
-    return report
+    def log(change: Any) -> None:
+        click.echo(f"{change.path}: fixed {len(change.applied)}: "
+                   + "; ".join(f"line {f.line}: {f}" for f in change.applied), err=True)
+
+    return fix.until_clean(run, log)
 
 
 def _diff(report: Any) -> int:
@@ -175,14 +163,14 @@ def sizes(target: str, template: str, bounds: str, fmt: str, verbose: bool) -> i
     if None not in shape:
         raise UsageError(f"--input {template}: mark the sizes to sweep with letters, e.g. 3xHxW")
     low, high = _bounds(bounds)
-    spec = parse_input(tuple(d or low for d in shape), parse_dtype_or_none(dtype))
+    spec = parse_input(tuple(d or low for d in shape), _dtype_or_none(dtype))
     built = build(parse_target(target), verbose=verbose)
     result = Solver(built.model, [spec], shape, label=template.partition(":")[0]).sweep(low, high)
     click.echo(render(result, built.target.name, fmt), nl=False)
     return EXIT_CLEAN if result.accepted else EXIT_FINDINGS
 
 
-def parse_dtype_or_none(text: str) -> Any:
+def _dtype_or_none(text: str) -> Any:
     from shapecheck.spec import parse_dtype
 
     return parse_dtype(text) if text else None
@@ -209,14 +197,14 @@ def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) ->
     from shapecheck.target import parse_target
 
     found = project_config.find()
-    selection = project_config.select(found, files)
-    if not selection.models:
+    selected = project_config.select(found, files)
+    if not selected:
         if files:
             return EXIT_CLEAN  # the commit touches no model
         raise UsageError("nothing to check: list models under [[tool.shapecheck.models]] in pyproject.toml, "
                          "set shapecheck_input on a model class, or give TARGET --input (see shapecheck --help)")
     errors = 0
-    for model in selection.models:
+    for model in selected:
         where, _, name = model.target.rpartition(":")
         located = str(found.root / where) if where.endswith(".py") else where
         target = parse_target(f"{_shown(located)}:{name}")

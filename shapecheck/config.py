@@ -19,7 +19,7 @@ import ast
 import os
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,31 +175,19 @@ def _codes(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(code.strip().upper() for item in items for code in str(item).split(",") if code.strip())
 
 
-@dataclass(frozen=True)
-class Selection:
-    """The models a run checks, and why each was chosen (for the hook's output)."""
-
-    models: tuple[ModelConfig, ...]
-    skipped: tuple[str, ...] = field(default=())
-
-
-def select(config: Config, files: Sequence[str]) -> Selection:
+def select(config: Config, files: Sequence[str]) -> tuple[ModelConfig, ...]:
     """With no files, every configured model; with files (from the hook), the models defined
     in them or importing them, plus the zero-config classes they declare."""
     declared_here = [m for f in files for m in declared(f)] if config.zero_config else []
     if not files:
-        return Selection(config.models)
+        return config.models
     changed = {Path(f).resolve() for f in files}
     names = {name for f in changed for name in _module_names(f, config.root)}
-    chosen, skipped = [], []
-    for model in config.models:
-        path = _model_path(model, config.root)
-        if path is not None and (path in changed or _imports_any(path, names, changed)):
-            chosen.append(model)
-        else:
-            skipped.append(model.target)
+    chosen = [m for m in config.models
+              if (path := _model_path(m, config.root)) is not None
+              and (path in changed or _imports_any(path, names, changed))]
     known = {m.target for m in chosen}
-    return Selection(tuple(chosen) + tuple(m for m in declared_here if m.target not in known), tuple(skipped))
+    return tuple(chosen) + tuple(m for m in declared_here if m.target not in known)
 
 
 def _model_path(model: ModelConfig, root: Path) -> Path | None:

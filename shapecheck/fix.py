@@ -15,11 +15,11 @@ import shutil
 import tempfile
 import tokenize
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from shapecheck.report import Finding, Fix, Layer, Shape
-from shapecheck.sources import Argument, Span, method_call
+from shapecheck.report import Finding, Fix, Layer, Report, Shape
+from shapecheck.sources import Argument, Span, forget, method_call
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -87,6 +87,28 @@ def _text_of(span: Span) -> str | None:
 
 
 # -- applying edits --------------------------------------------------------------------------
+# A fix can uncover the next finding (a folded view hid a wrong in_features), so fixing
+# repeats until nothing changes; each round edits different text, so this bound is generous.
+ROUNDS = 5
+
+
+def until_clean(run: Callable[..., Report], log: Callable[[Change], None]) -> Report:
+    """Analyze, write every fix, analyze the rewritten files again; repeat while fixes apply.
+
+    ``run(fresh=True)`` must import the user's files anew.
+    """
+    report = run()
+    for _ in range(ROUNDS):
+        changes = plan(report.findings)
+        if not changes:
+            break
+        for change in changes:
+            write(change)
+            log(change)
+        forget()
+        report = run(fresh=True)
+    return report
+
 @dataclass(frozen=True)
 class Change:
     path: str

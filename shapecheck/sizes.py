@@ -80,10 +80,6 @@ class Solver:
         self._cache: dict[int, Probe] = {}
         self._traced: dict[int, dict[str, int]] = {}
 
-    @property
-    def free(self) -> bool:
-        return None in self.template
-
     def shape(self, size: int) -> tuple[int, ...]:
         return tuple(size if d is None else d for d in self.template)
 

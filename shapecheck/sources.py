@@ -206,8 +206,8 @@ def _real_path(shown: str) -> str | None:
     return shown if os.path.isfile(shown) else None
 
 
-def forget(path: str) -> None:
-    """Drop cached source after --fix rewrote ``path``."""
+def forget() -> None:
+    """Drop cached sources after --fix rewrote a file."""
     _source.cache_clear()
     _tree.cache_clear()
     _assignments.cache_clear()
