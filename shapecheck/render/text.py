@@ -24,9 +24,14 @@ def render(report: Report, depth: int = 3, show_source: bool = False, explain: b
 
 
 def diagnostic(finding: Finding) -> str:
-    """flake8's form: ``path:line:col: CODE message``."""
+    """flake8's form: ``path:line:col: CODE message``, then where forward calls the layer
+    when that is another line than where ``__init__`` defines it."""
     where = f"{finding.location}: " if finding.location else ""
-    return f"{where}{finding.code} {finding.message}"
+    call = finding.called_at
+    called = ""
+    if call is not None and finding.location is not None and call.line != finding.location.line:
+        called = f" (called at {call if call.path != finding.location.path else f'line {call.line}'})"
+    return f"{where}{finding.code} {finding.message}{called}"
 
 
 def _explain(report: Report) -> list[str]:
