@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from shapecheck import sources
+from shapecheck.memo import Memo
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
 
@@ -256,18 +257,26 @@ class _FunctionMode(TorchFunctionMode):
 
 
 class _FlopMode(TorchDispatchMode):
-    """Attribute FLOPs to every open row, with torch.utils.flop_counter's own formulas."""
+    """Attribute FLOPs to every open row, with torch.utils.flop_counter's own formulas, and
+    replay the meta kernels of ops already seen with the same input metadata."""
 
-    def __init__(self, tracer: _Tracer) -> None:
+    def __init__(self, tracer: _Tracer, memo: Memo | None) -> None:
         super().__init__()
-        self.tracer = tracer
+        self.tracer, self.memo = tracer, memo
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is not None and self.tracer.stack and not self.tracer.suspended:
-            flops = formula(*args, **kwargs, out_val=out)
+        key = self.memo.key(func, args, kwargs) if self.memo is not None else None
+        hit = self.memo.replay(key) if key is not None else None  # type: ignore[union-attr]
+        if hit is not None:
+            out, flops = hit
+        else:
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            flops = formula(*args, **kwargs, out_val=out) if formula is not None else 0
+            if key is not None:
+                self.memo.store(key, out, flops)  # type: ignore[union-attr]
+        if flops and self.tracer.stack and not self.tracer.suspended:
             for index in self.tracer.stack:
                 self.tracer.rows[index].flops += flops
         return out
@@ -298,7 +307,7 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     nn.Module.__call__ = call  # type: ignore[method-assign]
     try:
         with in_mode(model, mode), torch.no_grad(), torch.device(device), _FunctionMode(tracer), \
-                _FlopMode(tracer):
+                _FlopMode(tracer, Memo() if device == "meta" else None):
             out = functional_call(model, weights, xs, strict=False, tie_weights=True)
     except _Abort:
         out = None

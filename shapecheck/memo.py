@@ -1,0 +1,85 @@
+"""Memoized meta kernels: an op that ran once on inputs of the same shapes is not run again.
+
+A meta kernel only computes output metadata, yet many of torch's are Python (``torch._refs``)
+and cost 100-500 us per call. A model repeats itself (a ViT has 32 identical blocks), so
+the trace keys each op by its inputs' shapes, strides and dtypes and its other arguments,
+and replays the recorded outputs as fresh ``empty_strided`` meta tensors. Ops that alias or
+mutate an input (views, ``add_``) always run, because their outputs must share storage.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+_Meta = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
+_SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format)
+_PURE: dict[Any, bool] = {}
+
+
+class Memo:
+    def __init__(self) -> None:
+        self.results: dict[tuple, tuple[Any, int]] = {}
+
+    def key(self, func: Any, args: tuple, kwargs: dict) -> tuple | None:
+        if not _pure(func):
+            return None
+        try:
+            return (func, _key(args), _key(tuple(sorted(kwargs.items()))))
+        except _Unkeyable:
+            return None
+
+    def replay(self, key: tuple) -> tuple[Any, int] | None:
+        hit = self.results.get(key)
+        return (_build(hit[0]), hit[1]) if hit is not None else None
+
+    def store(self, key: tuple, out: Any, flops: int) -> None:
+        try:
+            self.results[key] = (_record(out), flops)
+        except _Unkeyable:
+            pass
+
+
+class _Unkeyable(Exception):
+    pass
+
+
+def _pure(func: Any) -> bool:
+    """No output aliases an input and no input is written: safe to replay."""
+    if func not in _PURE:
+        schema = func._schema
+        _PURE[func] = not schema.is_mutable and not any(r.alias_info for r in schema.returns) \
+            and "nondeterministic_seeded" not in getattr(func, "tags", ())
+    return _PURE[func]
+
+
+def _key(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "meta":
+            raise _Unkeyable  # real values may decide the output (the CPU fallback)
+        return ("T", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
+    if isinstance(value, _SIMPLE):
+        return value
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, *(_key(v) for v in value))
+    raise _Unkeyable
+
+
+def _record(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return ("T", tuple(out.shape), out.stride(), out.dtype)
+    if isinstance(out, list | tuple):
+        return (type(out).__name__, *(_record(v) for v in out))
+    if isinstance(out, _SIMPLE):
+        return ("V", out)
+    raise _Unkeyable
+
+
+def _build(record: Any) -> Any:
+    kind = record[0]
+    if kind == "T":
+        return torch.empty_strided(record[1], record[2], dtype=record[3], device="meta")
+    if kind == "V":
+        return record[1]
+    items = [_build(r) for r in record[1:]]
+    return items if kind == "list" else tuple(items)
