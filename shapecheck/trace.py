@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode, resolve_name
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from shapecheck import sources
+from shapecheck import fastmeta, sources
 from shapecheck.memo import Memo
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
@@ -264,6 +264,12 @@ class _FlopMode(TorchDispatchMode):
         super().__init__()
         self.tracer, self.memo = tracer, memo
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in _disable_dynamo by default, and the first
+        # call then imports all of torch._dynamo (1.2-1.8 s). A trace never runs compiled code.
+        return False
+
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         key = self.memo.key(func, args, kwargs) if self.memo is not None else None
@@ -271,7 +277,8 @@ class _FlopMode(TorchDispatchMode):
         if hit is not None:
             out, flops = hit
         else:
-            out = func(*args, **kwargs)
+            fast = fastmeta.outputs(func, args, kwargs) if self.memo is not None else None
+            out = fast if fast is not None else func(*args, **kwargs)
             formula = flop_registry.get(func._overloadpacket)
             flops = formula(*args, **kwargs, out_val=out) if formula is not None else 0
             if key is not None:

@@ -1,0 +1,178 @@
+"""Shape arithmetic for the commonest aten ops, so a meta trace need not run torch's Python refs.
+
+torch computes the meta outputs of relu, add, batch norm, layer norm, cat, mean and addmm
+with Python references (``torch._refs``) wrapped in ``_disable_dynamo``. They cost
+100-500 us per call, and the first call imports all of ``torch._dynamo`` (1.2-1.8 s,
+most of the CLI's start-up). Each rule here covers only the easy, common case (dense
+inputs, valid shapes) and returns None otherwise, so the real kernel runs and raises
+torch's own error. tests/test_fastmeta.py compares every rule with the real kernel.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+aten = torch.ops.aten
+Rule = Callable[..., Any]
+
+
+def _dense_like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
+    """An output of ``x``'s shape and memory format, as elementwise kernels make for it.
+
+    Only canonical strides qualify: for ambiguous ones (size-1 dimensions with unusual
+    strides) TensorIterator picks a layout this module does not try to predict.
+    """
+    if x.stride() == _contiguous(x.shape):
+        return torch.empty(x.shape, dtype=dtype or x.dtype, device="meta")
+    if x.dim() == 4 and x.stride() == _channels_last(x.shape):
+        return torch.empty(x.shape, dtype=dtype or x.dtype, device="meta", memory_format=torch.channels_last)
+    return None
+
+
+def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
+    n, c, h, w = shape
+    c, h, w = max(c, 1), max(h, 1), max(w, 1)
+    return (h * w * c, 1, w * c, c)
+
+
+def _accumulator(dtype: torch.dtype) -> torch.dtype:
+    """Statistics of half-precision inputs are kept in float32."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _unary(x: Any, *_: Any, **__: Any) -> torch.Tensor | None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        return None
+    return _dense_like(x)
+
+
+def _inplace(x: Any, *_: Any, **__: Any) -> torch.Tensor | None:
+    return x if isinstance(x, torch.Tensor) and x.is_floating_point() else None
+
+
+def _binary(a: Any, b: Any, *_: Any, **__: Any) -> torch.Tensor | None:
+    tensors = [t for t in (a, b) if isinstance(t, torch.Tensor)]
+    if not tensors or any(t.dim() and t.stride() != _contiguous(t.shape) for t in tensors):
+        return None  # broadcasting over strided layouts follows TensorIterator's rules: let torch decide
+    try:
+        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+    except RuntimeError:
+        return None
+    dtype = torch.result_type(a, b)
+    if not dtype.is_floating_point:
+        return None
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _addmm(bias: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor | None:
+    if m1.dim() != 2 or m2.dim() != 2 or m1.shape[1] != m2.shape[0] or not m1.is_floating_point() \
+            or len({bias.dtype, m1.dtype, m2.dtype}) != 1:
+        return None
+    out = (m1.shape[0], m2.shape[1])
+    try:
+        if torch.broadcast_shapes(bias.shape, out) != out:
+            return None
+    except RuntimeError:
+        return None
+    return torch.empty(out, dtype=m1.dtype, device="meta")
+
+
+def _batch_norm(x: torch.Tensor, weight: Any, bias: Any = None, mean: Any = None, var: Any = None,
+                training: bool = False, *_: Any, **__: Any) -> tuple | None:
+    if x.dim() < 2 or not x.is_floating_point() or (weight is not None and weight.shape != (x.shape[1],)) \
+            or (training and x.numel() <= x.shape[1]):  # one value per channel: torch's own error
+        return None
+    out = _dense_like(x)
+    if out is None:
+        return None
+    stats = torch.empty((x.shape[1],), dtype=_accumulator(x.dtype), device="meta")
+    return out, stats, torch.empty_like(stats)
+
+
+def _layer_norm(x: torch.Tensor, shape: list[int], weight: Any = None, *_: Any, **__: Any) -> tuple | None:
+    n = len(shape)
+    if not x.is_floating_point() or x.stride() != _contiguous(x.shape) or tuple(x.shape[x.dim() - n:]) != tuple(shape) \
+            or (weight is not None and tuple(weight.shape) != tuple(shape)):
+        return None
+    stats = (*x.shape[: x.dim() - n], *(1 for _ in shape))
+    kept = _accumulator(x.dtype)
+    return (torch.empty(x.shape, dtype=x.dtype, device="meta"),
+            torch.empty(stats, dtype=kept, device="meta"), torch.empty(stats, dtype=kept, device="meta"))
+
+
+def _reduce(x: torch.Tensor, dims: Any = None, keepdim: bool = False, *, dtype: Any = None, **__: Any) -> Any:
+    if not x.is_floating_point() or x.stride() != _contiguous(x.shape) or dtype is not None or not dims:
+        return None
+    axes = {d % x.dim() for d in dims}
+    shape = [1 if i in axes else s for i, s in enumerate(x.shape)] if keepdim else \
+        [s for i, s in enumerate(x.shape) if i not in axes]
+    return torch.empty(shape, dtype=x.dtype, device="meta")
+
+
+def _cat(tensors: list[torch.Tensor], dim: int = 0, **__: Any) -> torch.Tensor | None:
+    if not tensors or any(t.dim() == 0 or t.stride() != _contiguous(t.shape) for t in tensors) \
+            or len({t.dtype for t in tensors}) != 1 or len({t.dim() for t in tensors}) != 1:
+        return None
+    d = dim % tensors[0].dim()
+    rest = {tuple(s for i, s in enumerate(t.shape) if i != d) for t in tensors}
+    if len(rest) != 1:
+        return None
+    shape = list(tensors[0].shape)
+    shape[d] = sum(t.shape[d] for t in tensors)
+    return torch.empty(shape, dtype=tensors[0].dtype, device="meta")
+
+
+def _softmax(x: torch.Tensor, dim: int, half_to_float: Any = False, *, dtype: Any = None,
+             **__: Any) -> torch.Tensor | None:
+    # _softmax(x, dim, half_to_float) and _safe_softmax(x, dim, dtype=None)
+    if not x.is_floating_point() or dtype is not None or half_to_float is True:
+        return None
+    return _dense_like(x)
+
+
+RULES: dict[Any, Rule] = {
+    **{op: _unary for op in (aten.relu.default, aten.gelu.default, aten.hardsigmoid.default, aten.sigmoid.default,
+                             aten.silu.default, aten.tanh.default, aten.hardswish.default)},
+    **{op: _inplace for op in (aten.relu_.default, aten.hardswish_.default, aten.silu_.default,
+                               aten.hardsigmoid_.default, aten.hardtanh_.default)},
+    **{op: _binary for op in (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor,
+                              aten.mul.Scalar, aten.add.Scalar)},
+    aten.addmm.default: _addmm,
+    aten.native_batch_norm.default: _batch_norm,
+    aten.native_layer_norm.default: _layer_norm,
+    aten.mean.dim: _reduce,
+    aten.cat.default: _cat,
+    aten._softmax.default: _softmax,
+    aten._safe_softmax.default: _softmax,
+}
+
+
+def outputs(func: Any, args: tuple, kwargs: dict) -> Any:
+    """The op's meta outputs by shape arithmetic, or None when the real kernel must run."""
+    rule = RULES.get(func)
+    if rule is None or not all(t.device.type == "meta" for t in _tensors(args)):
+        return None
+    try:
+        return rule(*args, **kwargs)
+    except (TypeError, IndexError, ValueError):
+        return None  # an unusual signature: the real kernel knows best
+
+
+def _tensors(args: tuple) -> list[torch.Tensor]:
+    found = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            found.append(a)
+        elif isinstance(a, list | tuple):
+            found += [t for t in a if isinstance(t, torch.Tensor)]
+    return found

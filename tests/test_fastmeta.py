@@ -1,0 +1,129 @@
+"""shapecheck's own shape arithmetic (shapecheck/fastmeta.py) against torch's real meta kernels."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shapecheck import fastmeta
+
+aten = torch.ops.aten
+shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
+dtypes = st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64])
+
+
+def _meta(shape, dtype=torch.float32, layout="contiguous"):
+    t = torch.empty(shape, dtype=dtype, device="meta")
+    if layout == "channels_last" and len(shape) == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == "transposed" and len(shape) >= 2:
+        return torch.empty(shape[::-1], dtype=dtype, device="meta").transpose(0, -1)
+    return t
+
+
+def _same(func, args, kwargs=None):
+    kwargs = kwargs or {}
+    ours = fastmeta.outputs(func, args, kwargs)
+    try:
+        real = func(*args, **kwargs)
+    except Exception:
+        assert ours is None, f"{func} raises in torch but not in shapecheck"
+        return False
+    if ours is None:
+        return False
+    pairs = zip(ours, real) if isinstance(real, tuple) else [(ours, real)]
+    for a, b in pairs:
+        assert (a.shape, a.stride(), a.dtype, a.device.type) == (b.shape, b.stride(), b.dtype, "meta"), func
+    return True
+
+
+layouts = st.sampled_from(["contiguous", "channels_last", "transposed"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(shape=shapes, dtype=dtypes, layout=layouts,
+       op=st.sampled_from([aten.relu.default, aten.gelu.default, aten.sigmoid.default, aten.silu.default,
+                           aten.tanh.default, aten.hardswish.default, aten.hardsigmoid.default]))
+def test_unary_ops(shape, dtype, layout, op):
+    _same(op, (_meta(shape, dtype, layout),))
+
+
+@settings(max_examples=120, deadline=None)
+@given(a=shapes, b=shapes, da=dtypes, db=dtypes, scalar=st.booleans(),
+       op=st.sampled_from([aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor]))
+def test_binary_ops_broadcast_and_promote(a, b, da, db, scalar, op):
+    x = _meta(a, da)
+    y = 2.5 if scalar else _meta(b[-len(a):] if len(b) > len(a) else b, db)
+    try:
+        op(x, y)
+    except RuntimeError:
+        assert fastmeta.outputs(op, (x, y), {}) is None  # torch rejects it; so must we
+        return
+    _same(op, (x, y))
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 6), k=st.integers(1, 6), n=st.integers(1, 6), bias_rows=st.booleans(), dtype=dtypes)
+def test_addmm(m, k, n, bias_rows, dtype):
+    bias = _meta((m, n) if bias_rows else (n,), dtype)
+    assert _same(aten.addmm.default, (bias, _meta((m, k), dtype), _meta((k, n), dtype)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=2, max_size=5).map(tuple), dtype=dtypes, layout=layouts,
+       training=st.booleans())
+def test_batch_norm(shape, dtype, layout, training):
+    x = _meta(shape, dtype, layout)
+    c = torch.empty(shape[1], dtype=dtype, device="meta")
+    _same(aten.native_batch_norm.default, (x, c, c, c, c, training, 0.1, 1e-5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), n=st.integers(1, 3), dtype=dtypes,
+       affine=st.booleans())
+def test_layer_norm(shape, n, dtype, affine):
+    normalized = list(shape[-min(n, len(shape)):])
+    w = torch.empty(normalized, dtype=dtype, device="meta") if affine else None
+    assert _same(aten.native_layer_norm.default, (_meta(shape, dtype), normalized, w, w, 1e-5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), keepdim=st.booleans(),
+       data=st.data())
+def test_mean_over_dims(shape, keepdim, data):
+    dims = data.draw(st.lists(st.integers(-len(shape), len(shape) - 1), min_size=1, max_size=len(shape), unique_by=lambda d: d % len(shape)))
+    assert _same(aten.mean.dim, (_meta(shape), dims, keepdim))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), parts=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+       data=st.data())
+def test_cat(shape, parts, data):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    d = dim % len(shape)
+    tensors = [_meta(shape[:d] + (p,) + shape[d + 1:]) for p in parts]
+    assert _same(aten.cat.default, (tensors, dim))
+
+
+@pytest.mark.parametrize("op", [aten._softmax.default, aten._safe_softmax.default])
+def test_softmax(op):
+    x = _meta((2, 3, 4))
+    args = (x, -1, False) if op is aten._softmax.default else (x, -1)
+    assert _same(op, args)
+
+
+def test_invalid_shapes_fall_back_to_torch_and_its_error():
+    assert fastmeta.outputs(aten.addmm.default, (_meta((50,)), _meta((2, 3380)), _meta((2880, 50))), {}) is None
+    assert fastmeta.outputs(aten.cat.default, ([_meta((2, 3)), _meta((3, 3))], 1), {}) is None
+    assert fastmeta.outputs(aten.relu.default, (torch.empty(3),), {}) is None  # real values: not ours
+
+
+def test_the_cli_never_imports_dynamo(in_repo):
+    import subprocess
+    import sys
+
+    code = ("import sys; from shapecheck.cli import main; main(['examples/quiz_a.py:Net', '--input', '3x64x64']); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False")
