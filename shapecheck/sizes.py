@@ -150,7 +150,7 @@ class Solver:
         try:
             with self._recording(drops), in_mode(self.model, self.mode), torch.no_grad(), \
                     torch.device(self.device):
-                out = functional_call(self.model, self._weights, xs, strict=False, tie_weights=True)
+                out = functional_call(self.model, self._weights, xs, strict=False, tie_weights=False)
         except Exception as exc:  # any failure means "this size does not run"
             if self.device == "meta":
                 raise_if_needs_values(exc)

@@ -139,7 +139,7 @@ def _assignments(cls: type) -> dict[str, Assignment]:
     node, path = _class_node(cls)
     if node is None or path is None:
         return {}
-    source = _source(path)
+    lines = _lines(path)
     found: dict[str, Assignment] = {}
     for stmt in ast.walk(node):
         targets = stmt.targets if isinstance(stmt, ast.Assign) else (
@@ -147,32 +147,40 @@ def _assignments(cls: type) -> dict[str, Assignment]:
         for target in targets:
             if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
                     and target.value.id == "self" and target.attr not in found):
-                found[target.attr] = _assignment(path, source, target, stmt.value)
+                found[target.attr] = _assignment(path, lines, target, stmt.value)
     return found
 
 
-def _assignment(path: str, source: str, target: ast.Attribute, value: ast.expr | None) -> Assignment:
+def _assignment(path: str, lines: tuple[bytes, ...], target: ast.Attribute, value: ast.expr | None) -> Assignment:
     location = Location(display_path(path), target.lineno, target.col_offset + 1)
     if not isinstance(value, ast.Call):
         return Assignment(location, (), ())
     keywords = [k for k in value.keywords if k.arg]
     return Assignment(
         location,
-        tuple(_argument(path, source, a) for a in value.args),
-        tuple((k.arg, _argument(path, source, k.value)) for k in keywords),  # type: ignore[misc]
+        tuple(_argument(path, lines, a) for a in value.args),
+        tuple((k.arg, _argument(path, lines, k.value)) for k in keywords),  # type: ignore[misc]
     )
 
 
-def _argument(path: str, source: str, node: ast.expr) -> Argument:
-    return Argument(ast.get_source_segment(source, node) or "", _span(path, source, node), _literal(node))
+def _argument(path: str, lines: tuple[bytes, ...], node: ast.expr) -> Argument:
+    return Argument(_segment(lines, node), _span(path, lines, node), _literal(node))
 
 
-def _span(path: str, source: str, node: ast.AST, start: tuple[int, int] | None = None) -> Span:
+def _segment(lines: tuple[bytes, ...], node: ast.AST) -> str:
+    """ast.get_source_segment, without splitting the whole file again on every call."""
+    first, last = node.lineno - 1, node.end_lineno - 1  # type: ignore[attr-defined,operator]
+    start, end = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
+    if first == last:
+        return lines[first][start:end].decode("utf-8", "replace")
+    return b"\n".join([lines[first][start:], *lines[first + 1:last], lines[last][:end]]).decode("utf-8", "replace")
+
+
+def _span(path: str, lines: tuple[bytes, ...], node: ast.AST, start: tuple[int, int] | None = None) -> Span:
     """ast counts columns in UTF-8 bytes; editors and Python strings count characters."""
-    lines = source.splitlines()
     line, col = start or (node.lineno, node.col_offset)  # type: ignore[attr-defined]
     end_line, end_col = node.end_lineno, node.end_col_offset  # type: ignore[attr-defined]
-    chars = lambda n, c: len(lines[n - 1].encode("utf-8")[:c].decode("utf-8", "replace"))  # noqa: E731
+    chars = lambda n, c: len(lines[n - 1][:c].decode("utf-8", "replace"))  # noqa: E731
     return Span(display_path(path), line, chars(line, col) + 1, end_line, chars(end_line, end_col) + 1)
 
 
@@ -191,13 +199,13 @@ def method_call(location: Location) -> MethodCall | None:
     tree = _tree(path) if path else None
     if tree is None or path is None:
         return None
-    source = _source(path)
+    lines = _lines(path)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.lineno == location.line and _span(path, source, node).column == location.column:
+                and node.lineno == location.line and _span(path, lines, node).column == location.column:
             receiver = node.func.value
-            tail = _span(path, source, node, start=(receiver.end_lineno, receiver.end_col_offset))
-            return MethodCall(node.func.attr, tuple(_argument(path, source, a) for a in node.args),
+            tail = _span(path, lines, node, start=(receiver.end_lineno, receiver.end_col_offset))
+            return MethodCall(node.func.attr, tuple(_argument(path, lines, a) for a in node.args),
                               bool(node.keywords), tail)
     return None
 
@@ -209,6 +217,7 @@ def _real_path(shown: str) -> str | None:
 def forget() -> None:
     """Drop cached sources after --fix rewrote a file."""
     _source.cache_clear()
+    _lines.cache_clear()
     _tree.cache_clear()
     _assignments.cache_clear()
 
@@ -236,6 +245,12 @@ def _find_class(tree: ast.AST, names: list[str]) -> ast.ClassDef | None:
 def _source(path: str) -> str:
     with open(path, encoding="utf-8", errors="replace") as handle:
         return handle.read()
+
+
+@lru_cache(maxsize=256)
+def _lines(path: str) -> tuple[bytes, ...]:
+    # _source reads with universal newlines, so "\n" is the only line break left, as for ast.
+    return tuple(line.encode("utf-8") for line in _source(path).split("\n"))
 
 
 @lru_cache(maxsize=256)

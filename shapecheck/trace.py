@@ -315,7 +315,7 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     try:
         with in_mode(model, mode), torch.no_grad(), torch.device(device), _FunctionMode(tracer), \
                 _FlopMode(tracer, Memo() if device == "meta" else None):
-            out = functional_call(model, weights, xs, strict=False, tie_weights=True)
+            out = functional_call(model, weights, xs, strict=False, tie_weights=False)
     except _Abort:
         out = None
     finally:
@@ -369,12 +369,19 @@ def _named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, An
 
 
 def stand_ins(model: nn.Module, device: str) -> dict[str, torch.Tensor]:
-    """Tensors that take the place of the model's parameters and buffers in ``functional_call``."""
+    """Tensors that take the place of the model's parameters and buffers in ``functional_call``.
+
+    Every name is listed, and a tied weight's names share one stand-in, so the call needs no
+    ``tie_weights`` pass (torch's is quadratic in the number of tensors).
+    """
     weights: dict[str, torch.Tensor] = {}
-    for name, param in model.named_parameters():
-        weights[name] = _stand_in(param, device, share=True)
-    for name, buffer in model.named_buffers():
-        weights[name] = _stand_in(buffer, device, share=False)
+    made: dict[int, torch.Tensor] = {}
+    for named, share in ((model.named_parameters(remove_duplicate=False), True),
+                         (model.named_buffers(remove_duplicate=False), False)):
+        for name, tensor in named:
+            if id(tensor) not in made:
+                made[id(tensor)] = _stand_in(tensor, device, share)
+            weights[name] = made[id(tensor)]
     return weights
 
 
