@@ -7,6 +7,8 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -104,12 +106,39 @@ def build(target: Target, verbose: bool = False, fresh: bool = False) -> Built:
 
 
 def construct(factory: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
-    """Build under the meta device (no weight memory); on CPU when ``__init__`` needs values."""
+    """Build with meta weights: no weight memory and no initialisation cost.
+
+    First everything is created on the meta device. A constructor that reads tensor values
+    (regnet computes its widths with ``.tolist()``) gets real CPU tensors for that, and only
+    its parameters go to meta as they are registered, the way accelerate's
+    ``init_empty_weights`` does it. Only when that fails too is the model built on CPU.
+    """
     try:
         with torch.device("meta"):
             return factory(*args, **kwargs), "meta"
     except Exception:
+        pass
+    try:
+        with _parameters_on_meta():
+            return factory(*args, **kwargs), "meta"
+    except Exception:
         return factory(*args, **kwargs), "cpu"
+
+
+@contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    original = nn.Module.register_parameter
+
+    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+        original(module, name, param)
+
+    nn.Module.register_parameter = register  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
 def _check_arguments(target: Target, factory: Any) -> None:

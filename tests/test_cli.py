@@ -157,7 +157,7 @@ def test_a_package_file_imports_its_siblings_and_its_package(tmp_path, capsys, m
     assert code == 0
 
 
-def test_constructor_that_needs_real_values_is_built_on_cpu(tmp_path, capsys, monkeypatch):
+def test_constructor_that_reads_values_still_gets_meta_weights(tmp_path, capsys, monkeypatch):
     _write(tmp_path, {"m.py": """
         import torch, torch.nn as nn
         class Net(nn.Module):
@@ -167,6 +167,26 @@ def test_constructor_that_needs_real_values_is_built_on_cpu(tmp_path, capsys, mo
                 self.fc = nn.Linear(4, width)
             def forward(self, x):
                 return self.fc(x)
+    """})
+    monkeypatch.chdir(tmp_path)
+    from shapecheck.target import build, parse_target
+
+    built = build(parse_target("m.py:Net"))
+    assert built.device == "meta" and built.model.fc.weight.device.type == "meta"
+    code, out, _ = run(capsys, "m.py:Net", "-i", "4")
+    assert code == 0 and "[2, 6]" in out and "built on CPU" not in out
+
+
+def test_constructor_that_reads_its_own_weights_is_built_on_cpu(tmp_path, capsys, monkeypatch):
+    _write(tmp_path, {"m.py": """
+        import torch, torch.nn as nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 6)
+                self.scale = float(self.fc.weight.detach().abs().max()) + 1.0
+            def forward(self, x):
+                return self.fc(x) * self.scale
     """})
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(capsys, "m.py:Net", "-i", "4")

@@ -65,7 +65,8 @@ class Context:
         source = self.producer(layer)
         while source is not None and _elementwise(source):  # dropout, relu between flatten and fc
             source = self.producer(source)
-        if source is not None and source.name in FLATTENS and source.input_shapes:
+        if source is not None and source.name in FLATTENS and source.input_shapes and source.output_shapes \
+                and _flattens_sample(source.input_shapes[0], source.output_shapes[0]):
             return self.producer(source), source.input_shapes[0]
         return None
 
@@ -84,6 +85,11 @@ class Context:
         """The first input with every spatial dimension set to ``size``: ``3x60x60``."""
         shape = self.inputs[0].shape
         return "x".join(str(d) for d in (shape[0], *(size for _ in shape[1:])))
+
+
+def _flattens_sample(before: Shape, after: Shape) -> bool:
+    """[B, C, H, W] -> [B, C*H*W]: one row of features per sample, not windows or tokens."""
+    return len(after) == 2 and len(before) > 2 and after[1] == math.prod(before[1:])
 
 
 def _elementwise(layer: Layer) -> bool:
