@@ -51,8 +51,8 @@ def analyze(
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
     result = trace(model, inputs, batch, mode)
-    second = trace(model, inputs, batch + 1, mode).layers if batch_rule.needs_second_trace(
-        result.layers, batch) else None
+    second = trace(model, inputs, batch + 1, mode) if batch_rule.needs_second_trace(
+        result.layers, batch, result.outputs) else None
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
                   second=second, submodules=_submodules(model), touched=result.touched,
                   solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model))

@@ -4,32 +4,42 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from shapecheck import fix, sources
-from shapecheck.report import Finding, Layer
+from shapecheck.report import Finding, Layer, Shape
 from shapecheck.rules import registry as r
 from shapecheck.rules.context import FLATTENS, Context, repair, shape_text
 
 
-def needs_second_trace(layers: tuple[Layer, ...], batch: int) -> bool:
-    """Only a reshape can fold the batch: one that breaks it, or names its size, gets a second look."""
-    return any(_reshape(layer) and _leads(layer.input_shapes[0], batch)
-               and (not _leads(layer.output_shapes[0], batch) or _names_batch(layer, batch))
-               for layer in layers)
+def needs_second_trace(layers: tuple[Layer, ...], batch: int, outputs: tuple[Shape, ...]) -> bool:
+    """Only a reshape can fold the batch. Worth a second trace: one that folds it and the model
+    never restores it (windows folded into the batch, as Swin does, come back out), or one that
+    names the batch with a number."""
+    reshapes = [l for l in layers if _reshape(l) and _leads(l.input_shapes[0], batch)]
+    lost = bool(outputs) and not _leads(outputs[0], batch)
+    return any((lost and not _leads(l.output_shapes[0], batch)) or _names_batch(l, batch) for l in reshapes)
 
 
 def check(ctx: Context) -> Iterator[Finding]:
     if ctx.second is None:
         return
-    other = ctx.batch + 1
-    for first, second in zip(ctx.layers, ctx.second):
+    other, lost = ctx.batch + 1, _loses_batch(ctx)
+    for first, second in zip(ctx.layers, ctx.second.layers):
         if (first.name, first.called_at) != (second.name, second.called_at):
             return  # the two traces took different paths; nothing more is comparable
         if not (_reshape(first) and not first.failed and _leads(first.input_shapes[0], ctx.batch)
                 and second.input_shapes and _leads(second.input_shapes[0], other)):
             continue
-        if second.failed or not second.output_shapes or not (
-                _leads(first.output_shapes[0], ctx.batch) and _leads(second.output_shapes[0], other)):
+        breaks = second.failed or not second.output_shapes  # a size that only fits one batch
+        folds = not (_leads(first.output_shapes[0], ctx.batch) and _leads(second.output_shapes[0], other))
+        if breaks or (folds and lost):
             yield _finding(ctx, first, second)
             return  # everything downstream inherits the fold
+
+
+def _loses_batch(ctx: Context) -> bool:
+    """The model's output does not lead with the batch at one of the two batch sizes."""
+    second = ctx.second
+    return (bool(ctx.outputs) and not _leads(ctx.outputs[0], ctx.batch)) or (
+        second is not None and (not second.outputs or not _leads(second.outputs[0], ctx.batch + 1)))
 
 
 def _reshape(layer: Layer) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 from shapecheck.report import Fix, Layer, Location, Shape
 from shapecheck.sizes import Solver
 from shapecheck.spec import InputSpec
-from shapecheck.trace import Failure
+from shapecheck.trace import Failure, TraceResult
 
 FLATTENS = frozenset({"view", "reshape", "flatten", "Flatten"})
 
@@ -33,7 +33,7 @@ class Context:
     outputs: tuple[Shape, ...]
     expected_output: Shape | None = None
     # The same trace at batch + 1, when a reshape makes the batch worth checking (SHP004).
-    second: tuple[Layer, ...] | None = None
+    second: TraceResult | None = None
     submodules: tuple[Submodule, ...] = ()
     touched: frozenset[str] = frozenset()
     # Services that run the model again, used only when a rule fires.
