@@ -37,7 +37,7 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in (
     ZooModel("tutorial_net", models.TutorialNet, "3x32x32", ALL_CLASSES, 0.60, "PyTorch CIFAR-10 tutorial"),
     ZooModel("quiz_cnn", models.QuizCNN, "3x64x64", (0, 1, 2, 3, 4), 0.77,
              "the correct 64x64 quiz answer; first 5 classes, resized to 64x64"),
-    ZooModel("cat_dog_cnn", models.CatDogCNN, "3x150x150", (CAT, DOG), None,
+    ZooModel("cat_dog_cnn", models.CatDogCNN, "3x150x150", (CAT, DOG), 0.66,
              "course Cat-vs-Dog net; CIFAR cat vs dog resized to 150x150", binary=True),
     ZooModel("resnet", models.ResNetCIFAR, "3x32x32", ALL_CLASSES, 0.935,
              "airbench / ResNet-9 family residual CNN"),
