@@ -3,7 +3,8 @@
 torch computes the meta outputs of relu, add, batch norm, layer norm, cat, mean and addmm
 with Python references (``torch._refs``) wrapped in ``_disable_dynamo``. They cost
 100-500 us per call, and the first call imports all of ``torch._dynamo`` (1.2-1.8 s,
-most of the CLI's start-up). Each rule here covers only the easy, common case (dense
+most of the CLI's start-up). Convolution and max pooling have Python meta kernels too,
+whose first call imports ``torch._meta_registrations`` and sympy (0.5-0.8 s). Each rule here covers only the easy, common case (dense
 inputs, valid shapes) and returns None otherwise, so the real kernel runs and raises
 torch's own error. tests/test_fastmeta.py compares every rule with the real kernel.
 """
@@ -64,9 +65,8 @@ def _binary(a: Any, b: Any, *_: Any, **__: Any) -> torch.Tensor | None:
     tensors = [t for t in (a, b) if isinstance(t, torch.Tensor)]
     if not tensors or any(t.dim() and t.stride() != _contiguous(t.shape) for t in tensors):
         return None  # broadcasting over strided layouts follows TensorIterator's rules: let torch decide
-    try:
-        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
-    except RuntimeError:
+    shape = _broadcast(*(tuple(t.shape) for t in tensors))
+    if shape is None:
         return None
     dtype = torch.result_type(a, b)
     if not dtype.is_floating_point:
@@ -75,14 +75,14 @@ def _binary(a: Any, b: Any, *_: Any, **__: Any) -> torch.Tensor | None:
 
 
 def _addmm(bias: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor | None:
-    if m1.dim() != 2 or m2.dim() != 2 or m1.shape[1] != m2.shape[0] or not m1.is_floating_point() \
-            or len({bias.dtype, m1.dtype, m2.dtype}) != 1:
+    if m1.dim() != 2 or m2.dim() != 2 or not m1.is_floating_point() or len({bias.dtype, m1.dtype, m2.dtype}) != 1:
         return None
+    if m1.shape[1] != m2.shape[0]:
+        # torch's words; its own meta kernel would import sympy (0.4 s) just to raise this.
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
+                           f"({m1.shape[0]}x{m1.shape[1]} and {m2.shape[0]}x{m2.shape[1]})")
     out = (m1.shape[0], m2.shape[1])
-    try:
-        if torch.broadcast_shapes(bias.shape, out) != out:
-            return None
-    except RuntimeError:
+    if _broadcast(tuple(bias.shape), out) != out:
         return None
     return torch.empty(out, dtype=m1.dtype, device="meta")
 
@@ -140,6 +140,71 @@ def _softmax(x: torch.Tensor, dim: int, half_to_float: Any = False, *, dtype: An
     return _dense_like(x)
 
 
+def _convolution(x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: list[int], padding: list[int],
+                 dilation: list[int], transposed: bool, output_padding: list[int], groups: int,
+                 **__: Any) -> torch.Tensor | None:
+    rank = weight.dim() - 2
+    if transposed or x.dim() != weight.dim() or rank < 1 or not x.is_floating_point() \
+            or x.stride() != _contiguous(x.shape) or weight.stride() != _contiguous(weight.shape) \
+            or x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups \
+            or (bias is not None and tuple(bias.shape) != (weight.shape[0],)) or x.dtype != weight.dtype:
+        return None
+    sizes = []
+    for n, k, st, p, d in zip(x.shape[2:], weight.shape[2:], _each(stride, rank), _each(padding, rank),
+                              _each(dilation, rank)):
+        out = (n + 2 * p - d * (k - 1) - 1) // st + 1
+        if out < 1:
+            return None  # torch's own "kernel size can't be greater than input size"
+        sizes.append(out)
+    return torch.empty((x.shape[0], weight.shape[0], *sizes), dtype=x.dtype, device="meta")
+
+
+def _max_pool2d(x: torch.Tensor, kernel: list[int], stride: list[int] | None = None, padding: Any = 0,
+                dilation: Any = 1, ceil_mode: bool = False, **__: Any) -> tuple | None:
+    if x.dim() != 4 or not x.is_floating_point() or x.stride() != _contiguous(x.shape):
+        return None
+    ks, ss = _each(kernel, 2), _each(stride or kernel, 2)
+    ps, ds = _each(padding, 2), _each(dilation, 2)
+    sizes = []
+    for n, k, st, p, d in zip(x.shape[2:], ks, ss, ps, ds):
+        if p > k // 2 or k < 1 or st < 1:
+            return None
+        out = _pool_out(n, k, st, p, d, ceil_mode)
+        if out < 1:
+            return None
+        sizes.append(out)
+    shape = (*x.shape[:2], *sizes)
+    return (torch.empty(shape, dtype=x.dtype, device="meta"),
+            torch.empty(shape, dtype=torch.int64, device="meta"))
+
+
+def _pool_out(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    # PyTorch's pooling_output_shape, ceil_mode's last-window rule included.
+    span = n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
+    out = span // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy broadcasting, or None when the shapes do not broadcast. (torch.broadcast_shapes
+    would import sympy, 0.4 s, on its first call.)"""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for sizes in zip(*((1,) * (rank - len(s)) + s for s in shapes)):
+        wide = {n for n in sizes if n != 1}
+        if len(wide) > 1:
+            return None
+        out.append(wide.pop() if wide else 1)
+    return tuple(out)
+
+
+def _each(value: Any, rank: int) -> list[int]:
+    values = [value] if isinstance(value, int) else list(value)
+    return values * rank if len(values) == 1 else values
+
+
 RULES: dict[Any, Rule] = {
     **{op: _unary for op in (aten.relu.default, aten.gelu.default, aten.hardsigmoid.default, aten.sigmoid.default,
                              aten.silu.default, aten.tanh.default, aten.hardswish.default)},
@@ -148,6 +213,8 @@ RULES: dict[Any, Rule] = {
     **{op: _binary for op in (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor,
                               aten.mul.Scalar, aten.add.Scalar)},
     aten.addmm.default: _addmm,
+    aten.convolution.default: _convolution,
+    aten.max_pool2d_with_indices.default: _max_pool2d,
     aten.native_batch_norm.default: _batch_norm,
     aten.native_layer_norm.default: _layer_norm,
     aten.mean.dim: _reduce,
@@ -166,6 +233,7 @@ def outputs(func: Any, args: tuple, kwargs: dict) -> Any:
         return rule(*args, **kwargs)
     except (TypeError, IndexError, ValueError):
         return None  # an unusual signature: the real kernel knows best
+    # A RuntimeError is the shape error torch itself would raise, in its words.
 
 
 def _tensors(args: tuple) -> list[torch.Tensor]:

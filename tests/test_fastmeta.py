@@ -113,8 +113,13 @@ def test_softmax(op):
     assert _same(op, args)
 
 
-def test_invalid_shapes_fall_back_to_torch_and_its_error():
-    assert fastmeta.outputs(aten.addmm.default, (_meta((50,)), _meta((2, 3380)), _meta((2880, 50))), {}) is None
+def test_invalid_shapes_fall_back_to_torch_or_raise_its_error():
+    args = (_meta((50,)), _meta((2, 3380)), _meta((2880, 50)))
+    with pytest.raises(RuntimeError) as ours:
+        fastmeta.outputs(aten.addmm.default, args, {})
+    with pytest.raises(RuntimeError) as theirs:  # the words a real (CPU) forward prints
+        aten.addmm.default(torch.zeros(50), torch.zeros(2, 3380), torch.zeros(2880, 50))
+    assert str(ours.value) == str(theirs.value).splitlines()[0]
     assert fastmeta.outputs(aten.cat.default, ([_meta((2, 3)), _meta((3, 3))], 1), {}) is None
     assert fastmeta.outputs(aten.relu.default, (torch.empty(3),), {}) is None  # real values: not ours
 
@@ -127,3 +132,31 @@ def test_the_cli_never_imports_dynamo(in_repo):
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False")
+
+
+@settings(max_examples=150, deadline=None)
+@given(rank=st.integers(1, 3), n=st.integers(1, 4), groups=st.sampled_from([1, 2]), cout=st.sampled_from([2, 4]),
+       cin=st.sampled_from([2, 4]), data=st.data(), bias=st.booleans())
+def test_convolution(rank, n, groups, cout, cin, data, bias):
+    sizes = data.draw(st.lists(st.integers(1, 12), min_size=rank, max_size=rank))
+    kernel = data.draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank))
+    stride = data.draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank))
+    padding = data.draw(st.lists(st.integers(0, 2), min_size=rank, max_size=rank))
+    dilation = data.draw(st.lists(st.integers(1, 2), min_size=rank, max_size=rank))
+    x = _meta((n, cin, *sizes))
+    w = _meta((cout, cin // groups, *kernel))
+    b = _meta((cout,)) if bias else None
+    _same(aten.convolution.default, (x, w, b, stride, padding, dilation, False, [0] * rank, groups))
+
+
+@settings(max_examples=150, deadline=None)
+@given(h=st.integers(1, 20), w=st.integers(1, 20), k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2),
+       d=st.integers(1, 2), ceil=st.booleans())
+def test_max_pool2d(h, w, k, s, p, d, ceil):
+    _same(aten.max_pool2d_with_indices.default, (_meta((2, 3, h, w)), [k, k], [s, s], [p, p], [d, d], ceil))
+
+
+def test_a_valid_conv_and_pool_take_the_fast_path():
+    x = _meta((2, 3, 64, 64))
+    assert _same(aten.convolution.default, (x, _meta((10, 3, 5, 5)), _meta((10,)), [1, 1], [0, 0], [1, 1], False, [0, 0], 1))
+    assert _same(aten.max_pool2d_with_indices.default, (_meta((2, 10, 60, 60)), [2, 2], [2, 2], [0, 0], [1, 1], False))
