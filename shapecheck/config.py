@@ -58,7 +58,6 @@ class Config:
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     zero_config: bool = True
-    source: Path | None = None
 
 
 def find(start: Path | None = None) -> Config:
@@ -79,7 +78,7 @@ def parse(table: dict[str, Any], root: Path, source: Path | None = None) -> Conf
     models = tuple(_model(entry, f"{where} [[tool.shapecheck.models]] #{i + 1}")
                    for i, entry in enumerate(table.get("models", [])))
     return Config(root, models, _codes(table.get("select", ())), _codes(table.get("ignore", ())),
-                  bool(table.get("zero_config", True)), source)
+                  bool(table.get("zero_config", True)))
 
 
 def declared(path: str | os.PathLike) -> list[ModelConfig]:
