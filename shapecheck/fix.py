@@ -40,7 +40,7 @@ def in_features(layer: Layer, received: int, shape: Shape) -> Fix | str:
 
 def flatten_call(layer: Layer) -> Fix | str:
     """``x.view(-1, N)`` / ``x.reshape(-1, N)`` -> ``x.flatten(1)``."""
-    call = method_call(layer.called_at) if layer.called_at else None
+    call = method_call(layer.called_at, layer.name) if layer.called_at else None
     if call is None or call.method not in ("view", "reshape"):
         return "the call is not x.view(...) or x.reshape(...)"
     if len(call.args) != 2 or call.has_keywords or call.args[0].text.replace(" ", "") != "-1":

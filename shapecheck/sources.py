@@ -193,15 +193,18 @@ def _literal(node: ast.expr) -> bool:
         and _literal(node.left) and _literal(node.right)
 
 
-def method_call(location: Location) -> MethodCall | None:
-    """The ``x.method(...)`` call that starts at ``location``, if the source has one there."""
+def method_call(location: Location, method: str) -> MethodCall | None:
+    """The ``x.method(...)`` call that starts at ``location``, if the source has one there.
+
+    In a chain (``x.reshape(...).permute(...)``) every call starts at ``x``: the name picks one.
+    """
     path = _real_path(location.path)
     tree = _tree(path) if path else None
     if tree is None or path is None:
         return None
     lines = _lines(path)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method \
                 and node.lineno == location.line and _span(path, lines, node).column == location.column:
             receiver = node.func.value
             tail = _span(path, lines, node, start=(receiver.end_lineno, receiver.end_col_offset))

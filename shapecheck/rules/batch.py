@@ -58,7 +58,7 @@ def _names_batch(layer: Layer, batch: int) -> bool:
     """
     if layer.args.split(",")[0].strip().lstrip("(") != str(batch):
         return False
-    call = sources.method_call(layer.called_at) if layer.called_at else None
+    call = sources.method_call(layer.called_at, layer.name) if layer.called_at else None
     return call is None or not call.args or call.args[0].literal
 
 
