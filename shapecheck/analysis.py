@@ -51,10 +51,13 @@ def analyze(
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
     result = trace(model, inputs, batch, mode)
-    second = trace(model, inputs, batch + 1, mode) if batch_rule.needs_second_trace(
+    select, ignore = tuple(select), tuple(ignore)
+    wants_fold = registry.selected(registry.BATCH_FOLDED.code, select, ignore)
+    second = trace(model, inputs, batch + 1, mode) if wants_fold and batch_rule.needs_second_trace(
         result.layers, batch, result.outputs) else None
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
                   second=second, submodules=_submodules(model), touched=result.touched,
+                  select=select, ignore=ignore,
                   solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model))
     totals = _totals(model, result)
     limits = budget.Budgets(
@@ -66,7 +69,7 @@ def analyze(
     if checkpoint is not None:
         mine = {key: tuple(t.shape) for key, t in model.state_dict(keep_vars=True).items()}
         found += checkpoint_rule.check(ctx, mine, saved_shapes(checkpoint))
-    findings = noqa.keep(f for f in found if registry.selected(f.code, tuple(select), tuple(ignore)))
+    findings = noqa.keep(f for f in found if registry.selected(f.code, select, ignore))
     return Report(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=totals, outputs=result.outputs,

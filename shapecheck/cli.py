@@ -14,9 +14,9 @@ from typing import Any
 import click
 
 from shapecheck.errors import UsageError
+from shapecheck.render import FORMATS  # torch-free: the renderers load on use
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-FORMATS = ["text", "json", "github", "sarif", "markdown"]  # shapecheck.render.FORMATS, without importing it
 
 
 class _DefaultGroup(click.Group):

@@ -75,10 +75,10 @@ class Solver:
         first = self.inputs[0].shape
         self.template = template or (first[0], *(None for _ in first[1:]))
         self.device = "meta"
-        self._names = {id(m): n for n, m in model.named_modules()}
         self._weights: dict[str, torch.Tensor] | None = None
         self._cache: dict[int, Probe] = {}
         self._traced: dict[int, dict[str, int]] = {}
+        self._module_names: dict[int, str] | None = None
 
     def shape(self, size: int) -> tuple[int, ...]:
         return tuple(size if d is None else d for d in self.template)
@@ -126,6 +126,12 @@ class Solver:
         """The smallest size above ``start`` at which the forward runs."""
         return next((s for s in range(start + 1, max(limit, start) + 1) if self.probe(s).ok), None)
 
+    def _names(self) -> dict[int, str]:
+        # Built on the first probe: most analyses never probe.
+        if self._module_names is None:
+            self._module_names = {id(m): n for n, m in self.model.named_modules()}
+        return self._module_names
+
     @property
     def template_text(self) -> str:
         if self.label:
@@ -163,7 +169,7 @@ class Solver:
     @contextmanager
     def _recording(self, drops: list[Drop]) -> Iterator[None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            name = self._names.get(id(module))
+            name = self._names().get(id(module))
             x = args[0] if args and isinstance(args[0], torch.Tensor) else None
             if name is None or x is None:
                 return

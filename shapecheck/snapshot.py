@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from shapecheck.render.numbers import count
+from shapecheck.render.numbers import count, shapes
 from shapecheck.report import Layer, Report
 
 VERSION = 1
@@ -37,7 +37,7 @@ def drift(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     after = {layer["key"]: layer for layer in new.get("layers", [])}
     for key, layer in after.items():
         if key not in before:
-            lines.append(f"+ {key} ({layer['type']}) {_shapes(layer['output'])}, {layer['params']:,} params")
+            lines.append(f"+ {key} ({layer['type']}) {shapes(layer['output']) or '--'}, {layer['params']:,} params")
         else:
             changes = _changes(before[key], layer)
             if changes:
@@ -54,7 +54,7 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old["type"] != new["type"]:
         changes.insert(0, f"type {old['type']} -> {new['type']}")
     if old["output"] != new["output"]:
-        changes.append(f"output {_shapes(old['output'])} -> {_shapes(new['output'])}")
+        changes.append(f"output {shapes(old['output']) or '--'} -> {shapes(new['output']) or '--'}")
     if old["params"] != new["params"]:
         changes.append(f"params {new['params'] - old['params']:+,}")
     if old["macs"] != new["macs"] and not changes:
@@ -75,7 +75,3 @@ def _totals(old: dict[str, int], new: dict[str, int]) -> list[str]:
 def _attrs(layer: Layer) -> dict[str, Any]:
     return {name: list(v) if isinstance(v, tuple) else v for name in _ATTRS
             if (v := layer.attr(name)) is not None}
-
-
-def _shapes(shapes: list[list[int]]) -> str:
-    return ", ".join("[" + ", ".join(map(str, s)) + "]" for s in shapes) or "--"

@@ -110,3 +110,24 @@ def test_a_wrong_rank_input_says_what_rank_the_layer_wants(in_repo):
     assert report.errors[0].message == (
         "conv1: Conv2d expects [B, C, H, W] (4 dimensions) but receives [2, 3, 64] for input 3x64; "
         "give one sample's shape without the batch as C x H x W, e.g. --input 3x64x64")
+
+
+def test_an_ignored_rule_costs_no_extra_trace(monkeypatch):
+    """A pre-commit config that ignores SHP004 and SHP106 must not pay for their traces."""
+    from shapecheck import analysis
+    from shapecheck.sizes import Solver
+
+    calls = []
+    real_trace = analysis.trace
+    monkeypatch.setattr(analysis, "trace", lambda *a, **k: calls.append(a[2]) or real_trace(*a, **k))
+    hardcoded = build(parse_target(f"{FIXTURES / 'hardcoded_batch.py'}:Net")).model
+    assert [f.code for f in shapecheck.analyze(hardcoded, "3x32x32").findings] == ["SHP004"]
+    assert calls == [2, 3]  # reshape(2, 8) writes the batch: checked again at batch 3
+    calls.clear()
+    assert shapecheck.analyze(hardcoded, "3x32x32", ignore=["SHP004"]).findings == ()
+    assert calls == [2]
+
+    flattened = build(parse_target(f"{FIXTURES / 'flattened_linear.py'}:Net")).model
+    monkeypatch.setattr(Solver, "fits", lambda *a: pytest.fail("SHP106 is ignored: no probing"))
+    report = shapecheck.analyze(flattened, "3x32x32", ignore=["SHP106"])
+    assert {f.code for f in report.findings} == {"SHP105"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapecheck.render.numbers import count, size
+from shapecheck.render.numbers import count, shapes, size
 from shapecheck.render.text import diagnostic
 from shapecheck.report import Layer, Report
 
@@ -25,12 +25,9 @@ def render(report: Report, depth: int = 3, **_: Any) -> str:
 
 def _row(layer: Layer) -> str:
     name = "&nbsp;&nbsp;" * layer.depth + f"`{layer.name}`" + (" **(fails)**" if layer.failed else "")
-    return (f"| {name} | {_cell(layer.type)} | {_shapes(layer.input_shapes)} | {_shapes(layer.output_shapes)} "
+    return (f"| {name} | {_cell(layer.type)} | {shapes(layer.input_shapes) or '--'} "
+            f"| {shapes(layer.output_shapes) or '--'} "
             f"| {f'{layer.params:,}' if layer.params else '--'} | {count(layer.macs) if layer.macs else '--'} |")
-
-
-def _shapes(shapes: tuple[tuple[int, ...], ...]) -> str:
-    return ", ".join("[" + ", ".join(map(str, s)) + "]" for s in shapes) or "--"
 
 
 def _cell(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Human-readable counts and byte sizes."""
+"""Human-readable counts, byte sizes and shape lists."""
 from __future__ import annotations
 
 
@@ -15,3 +15,8 @@ def size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n} B"
+
+
+def shapes(items: object) -> str:
+    """``[2, 20, 13, 13], [2, 5]``; empty for no shapes."""
+    return ", ".join("[" + ", ".join(map(str, s)) + "]" for s in items)  # type: ignore[attr-defined]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapecheck.render.numbers import count, size
+from shapecheck.render.numbers import count, shapes, size
 from shapecheck.report import Finding, Layer, Report
 from shapecheck.spec import dtype_name
 
@@ -58,8 +58,8 @@ def _row(layer: Layer, show_source: bool) -> tuple[str, ...]:
     mark = "  !" if layer.failed else ""
     cells = (
         "  " * layer.depth + f"{layer.name} ({layer.type}){mark}",
-        _shapes(layer.input_shapes),
-        _shapes(layer.output_shapes) if layer.output_shapes else "--",
+        shapes(layer.input_shapes),
+        shapes(layer.output_shapes) if layer.output_shapes else "--",
         f"{layer.params:,}" if layer.params else "--",
         count(layer.macs) if layer.macs else "--",
     )
@@ -67,10 +67,6 @@ def _row(layer: Layer, show_source: bool) -> tuple[str, ...]:
         site = layer.called_at or layer.defined_at
         cells += (f"{site.path}:{site.line}" if site else "",)
     return cells
-
-
-def _shapes(shapes: tuple[tuple[int, ...], ...]) -> str:
-    return ", ".join("[" + ", ".join(map(str, s)) + "]" for s in shapes)
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:

@@ -37,11 +37,11 @@ def _mismatch(ctx: Context, key: str, mine: Shape, theirs: Shape) -> Finding:
 def _trained_on(ctx: Context, owner: str, key: str, mine: Shape, theirs: Shape) -> str:
     """For a Linear whose input width differs, the input sizes the checkpoint was trained on."""
     layer = next((l for l in ctx.layers if l.name == owner and l.attr("in_features") is not None), None)
-    size = ctx.square
+    size, solver = ctx.square, ctx.solver_for(r.CHECKPOINT_MISMATCH.code)
     if layer is None or not key.endswith(".weight") or len(theirs) != 2 or mine[0] != theirs[0] \
-            or ctx.solver is None or size is None:
+            or solver is None or size is None:
         return ""
-    fits = ctx.solver.fits(owner, theirs[1], size)
+    fits = solver.fits(owner, theirs[1], size)
     if not fits:
         return f": it expects {theirs[1]} input features, which no input from {ctx.sized(1)} to {ctx.sized(2 * size)} gives"
     px = f"{fits[0]}" if len(fits) == 1 else ranges(fits)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shapecheck.report import Fix, Layer, Location, Shape
+from shapecheck.rules import registry
 from shapecheck.sizes import Solver
 from shapecheck.spec import InputSpec
 from shapecheck.trace import Failure, TraceResult
@@ -36,6 +37,8 @@ class Context:
     second: TraceResult | None = None
     submodules: tuple[Submodule, ...] = ()
     touched: frozenset[str] = frozenset()
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
     # Services that run the model again, used only when a rule fires.
     solver: Solver | None = field(default=None, compare=False)
     locate: Callable[[str], Location | None] = field(default=lambda name: None, compare=False)
@@ -69,6 +72,11 @@ class Context:
                 and _flattens_sample(source.input_shapes[0], source.output_shapes[0]):
             return self.producer(source), source.input_shapes[0]
         return None
+
+    def solver_for(self, code: str) -> Solver | None:
+        """The sizes solver, when ``code`` will be reported: its probes cost whole traces, which
+        a run that ignores the rule (a pre-commit config's ``ignore``) should not pay for."""
+        return self.solver if registry.selected(code, self.select, self.ignore) else None
 
     @property
     def completed(self) -> bool:

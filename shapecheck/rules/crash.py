@@ -86,10 +86,10 @@ def _linear_message(ctx: Context, layer: Layer) -> str:
 
 def _fits(ctx: Context, layer: Layer, declared: int) -> str:
     """``; 2880 fits 60x60 to 63x63 inputs``: what the author's number was computed for."""
-    size = ctx.square
-    if ctx.solver is None or size is None:
+    size, solver = ctx.square, ctx.solver_for(r.LINEAR_MISMATCH.code)
+    if solver is None or size is None:
         return ""
-    fits = ctx.solver.fits(layer.name, declared, size)
+    fits = solver.fits(layer.name, declared, size)
     if not fits:
         return f"; {declared} fits no input from {ctx.sized(1)} to {ctx.sized(2 * size)}"
     span = ctx.sized(fits[0]) if len(fits) == 1 else f"{ctx.sized(fits[0])} to {ctx.sized(fits[-1])}"
@@ -139,7 +139,8 @@ def _too_small_message(ctx: Context, layer: Layer, got: tuple[int, ...], kernel:
 
 def _smallest(ctx: Context) -> str:
     size = ctx.square
-    smallest = ctx.solver.smallest(size) if ctx.solver is not None and size is not None else None
+    solver = ctx.solver_for(r.INPUT_TOO_SMALL.code)
+    smallest = solver.smallest(size) if solver is not None and size is not None else None
     if smallest is None:
         return ""
     return f"the smallest input that runs is {ctx.sized(smallest)}; "

@@ -101,10 +101,10 @@ def _dominant(ctx: Context, layer: Layer, shape: tuple[int, ...], total: int) ->
 
 
 def _fixed_size(ctx: Context, layer: Layer, shape: tuple[int, ...]) -> Iterator[Finding]:
-    size = ctx.square
-    if ctx.solver is None or size is None:
+    size, solver = ctx.square, ctx.solver_for(r.FIXED_INPUT_SIZE.code)
+    if solver is None or size is None:
         return
-    fits = ctx.solver.fits(layer.name, layer.attr("in_features"), size) or (size,)
+    fits = solver.fits(layer.name, layer.attr("in_features"), size) or (size,)
     written = layer.attr("src:in_features") or str(layer.attr("in_features"))
     yield r.FIXED_INPUT_SIZE.finding(
         f"{layer.name}: in_features={written} counts the pixels of the {factors(shape)} map, so the model "
