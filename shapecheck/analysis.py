@@ -13,14 +13,16 @@ from shapecheck import noqa, sources
 from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
 from shapecheck.rules import batch as batch_rule
 from shapecheck.checkpoint import shapes as saved_shapes
+from shapecheck.pause import collector_paused
 from shapecheck.rules import budget, crash, design, pixels, registry
 from shapecheck.rules import checkpoint as checkpoint_rule
 from shapecheck.rules.context import Context, Submodule
 from shapecheck.sizes import Solver
 from shapecheck.spec import InputSpec, parse_bytes, parse_count, parse_dtype, parse_inputs
-from shapecheck.trace import Mode, TraceResult, trace
+from shapecheck.trace import Mode, TraceResult, param_counts, trace
 
 
+@collector_paused()
 def analyze(
     model: nn.Module,
     input: str | InputSpec | Sequence,  # noqa: A002 - the issue's own API name
@@ -87,15 +89,8 @@ def _findings(ctx: Context) -> list[Finding]:
 
 
 def _submodules(model: nn.Module) -> tuple[Submodule, ...]:
-    under: dict[str, list[tuple[str, int]]] = {name: [] for name, _ in model.named_modules()}
-    for full, param in model.named_parameters():
-        owner = full
-        while owner:  # every enclosing module holds this parameter
-            owner = owner.rpartition(".")[0]
-            if owner in under:
-                under[owner].append((full, param.numel()))
-    return tuple(Submodule(name, type(module).__name__, tuple(p for p, _ in under[name]),
-                           sum(n for _, n in under[name]))
+    counts = param_counts(model)
+    return tuple(Submodule(name, type(module).__name__, counts[id(module)])
                  for name, module in model.named_modules())
 
 

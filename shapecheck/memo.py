@@ -18,14 +18,15 @@ _PURE: dict[Any, bool] = {}
 
 
 class Memo:
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 100_000) -> None:
         self.results: dict[tuple, tuple[Any, int]] = {}
+        self.capacity = capacity
 
     def key(self, func: Any, args: tuple, kwargs: dict) -> tuple | None:
         if not _pure(func):
             return None
         try:
-            return (func, _key(args), _key(tuple(sorted(kwargs.items()))))
+            return (func, _key(args), _key(tuple(sorted(kwargs.items()))) if kwargs else ())
         except _Unkeyable:
             return None
 
@@ -34,10 +35,22 @@ class Memo:
         return (_build(hit[0]), hit[1]) if hit is not None else None
 
     def store(self, key: tuple, out: Any, flops: int) -> None:
+        if len(self.results) >= self.capacity:
+            self.results.clear()  # a long test session must not grow without bound
         try:
             self.results[key] = (_record(out), flops)
         except _Unkeyable:
             pass
+
+
+_SHARED: dict[torch.dtype, Memo] = {}
+
+
+def shared() -> Memo:
+    """The process's memo. Kernels are the same for every model, so the analyses of one
+    process (a test session, the torchvision sweep) share what they ran. Factory ops fill in
+    the default dtype, so each default dtype has its own."""
+    return _SHARED.setdefault(torch.get_default_dtype(), Memo())
 
 
 class _Unkeyable(Exception):
@@ -55,13 +68,13 @@ def _pure(func: Any) -> bool:
 
 def _key(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        if value.device.type != "meta":
+        if not value.is_meta:
             raise _Unkeyable  # real values may decide the output (the CPU fallback)
-        return ("T", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
+        return ("T", value.shape, value.stride(), value.dtype, value.storage_offset())
     if isinstance(value, _SIMPLE):
         return value
     if isinstance(value, list | tuple):
-        return (type(value).__name__, *(_key(v) for v in value))
+        return (type(value).__name__, *[_key(v) for v in value])
     raise _Unkeyable
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from types import FrameType
+from types import CodeType, FrameType
 
 import torch
 from torch import nn
@@ -27,7 +28,13 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 def display_path(path: str) -> str:
     """Relative to the working directory when below it, as flake8 prints paths."""
-    rel = os.path.relpath(path)
+    return _display_path(path, os.getcwd())
+
+
+@lru_cache(maxsize=1024)
+def _display_path(path: str, cwd: str) -> str:
+    # A trace asks for the same few files thousands of times.
+    rel = os.path.relpath(path, cwd)
     return path if rel.startswith("..") else rel
 
 
@@ -50,9 +57,16 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
 
 
 def frame_location(frame: FrameType) -> Location:
-    positions = inspect.getframeinfo(frame, context=0).positions
-    column = (positions.col_offset or 0) + 1 if positions else 1
+    # What inspect.getframeinfo(frame).positions computes, without reading the source file.
+    positions = _positions(frame.f_code)
+    index = max(frame.f_lasti, 0) // 2
+    column = (positions[index][2] or 0) + 1 if index < len(positions) else 1
     return Location(display_path(frame.f_code.co_filename), frame.f_lineno, column)
+
+
+@lru_cache(maxsize=4096)
+def _positions(code: CodeType) -> tuple[tuple[int | None, ...], ...]:
+    return tuple(code.co_positions())
 
 
 def traceback_location(exc: BaseException) -> Location | None:
@@ -106,18 +120,21 @@ class MethodCall:
     tail: Span  # from the dot after the receiver to the closing parenthesis
 
 
-def module_definition(root: nn.Module, qualname: str) -> tuple[Location | None, Assignment | None]:
-    """Where ``qualname`` was assigned in its owner's class, e.g. ``self.fc1 = ...``."""
+def module_definition(root: nn.Module, qualname: str,
+                      modules: Mapping[str, nn.Module] | None = None) -> tuple[Location | None, Assignment | None]:
+    """Where ``qualname`` was assigned in its owner's class, e.g. ``self.fc1 = ...``.
+
+    ``modules`` (``dict(root.named_modules())``) spares a walk from the root per lookup.
+    """
     if not qualname:
         return class_location(type(root)), None
     owner_name, _, attr = qualname.rpartition(".")
-    try:
-        owner = root.get_submodule(owner_name)
-    except AttributeError:
+    owner = modules.get(owner_name) if modules is not None else _submodule(root, owner_name)
+    if owner is None:
         return None, None
     if isinstance(owner, _CONTAINERS) and owner_name:
         # Items of nn.Sequential(...) are written where the container is assigned.
-        return module_definition(root, owner_name)[0], None
+        return module_definition(root, owner_name, modules)[0], None
     for cls in type(owner).__mro__:
         if cls is nn.Module or not issubclass(cls, nn.Module):
             break
@@ -125,6 +142,13 @@ def module_definition(root: nn.Module, qualname: str) -> tuple[Location | None, 
         if site is not None:
             return site.location, site
     return class_location(type(owner)), None
+
+
+def _submodule(root: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return root.get_submodule(name)
+    except AttributeError:
+        return None
 
 
 def class_location(cls: type) -> Location | None:
@@ -199,18 +223,28 @@ def method_call(location: Location, method: str) -> MethodCall | None:
     In a chain (``x.reshape(...).permute(...)``) every call starts at ``x``: the name picks one.
     """
     path = _real_path(location.path)
-    tree = _tree(path) if path else None
-    if tree is None or path is None:
+    if path is None:
+        return None
+    node = _method_calls(path).get((location.line, location.column, method))
+    if node is None:
         return None
     lines = _lines(path)
+    receiver = node.func.value  # type: ignore[attr-defined]
+    tail = _span(path, lines, node, start=(receiver.end_lineno, receiver.end_col_offset))
+    return MethodCall(method, tuple(_argument(path, lines, a) for a in node.args), bool(node.keywords), tail)
+
+
+@lru_cache(maxsize=256)
+def _method_calls(path: str) -> dict[tuple[int, int, str], ast.Call]:
+    """Every ``x.method(...)`` call in a file, by (line, column in characters, method)."""
+    tree, lines = _tree(path), _lines(path)
+    if tree is None:
+        return {}
+    calls: dict[tuple[int, int, str], ast.Call] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method \
-                and node.lineno == location.line and _span(path, lines, node).column == location.column:
-            receiver = node.func.value
-            tail = _span(path, lines, node, start=(receiver.end_lineno, receiver.end_col_offset))
-            return MethodCall(node.func.attr, tuple(_argument(path, lines, a) for a in node.args),
-                              bool(node.keywords), tail)
-    return None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            calls.setdefault((node.lineno, _span(path, lines, node).column, node.func.attr), node)
+    return calls
 
 
 def _real_path(shown: str) -> str | None:
@@ -222,6 +256,7 @@ def forget() -> None:
     _source.cache_clear()
     _lines.cache_clear()
     _tree.cache_clear()
+    _method_calls.cache_clear()
     _assignments.cache_clear()
 
 

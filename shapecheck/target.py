@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from shapecheck.errors import UsageError
+from shapecheck.pause import collector_paused
 from shapecheck.sources import display_path, traceback_location
 
 
@@ -105,6 +108,7 @@ def build(target: Target, verbose: bool = False, fresh: bool = False) -> Built:
     return Built(model, target, device)
 
 
+@collector_paused()
 def construct(factory: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
     """Build with meta weights: no weight memory and no initialisation cost.
 
@@ -114,15 +118,52 @@ def construct(factory: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
     ``init_empty_weights`` does it. Only when that fails too is the model built on CPU.
     """
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _no_meta_init():
             return factory(*args, **kwargs), "meta"
     except Exception:
         pass
     try:
-        with _parameters_on_meta():
+        with _parameters_on_meta(), _no_meta_init():
             return factory(*args, **kwargs), "meta"
     except Exception:
         return factory(*args, **kwargs), "cpu"
+
+
+# Every nn.init function only writes values. transformers' no_init_weights skips the same list.
+_INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+          "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+          "sparse_")
+_PATCHING = threading.Lock()
+
+
+@contextmanager
+def _no_meta_init() -> Iterator[None]:
+    """nn.init skips meta tensors while a model is built: their values do not exist.
+
+    torch has no meta kernels for the random fills, so ``normal_`` on a meta tensor runs
+    torch's Python reference decomposition; that was half the time of building the 80
+    torchvision models. A TorchFunctionMode could skip them too, but it would sit in the path
+    of every torch call of the constructor, which cost a quarter of the build. Real tensors,
+    in this thread or another, are initialised as before.
+    """
+    with _PATCHING:
+        originals = {name: getattr(nn.init, name) for name in _INITS}
+        for name, init in originals.items():
+            setattr(nn.init, name, _skipping_meta(init))
+        try:
+            yield
+        finally:
+            for name, init in originals.items():
+                setattr(nn.init, name, init)
+
+
+def _skipping_meta(init: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(init)
+    def skip(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+            return tensor
+        return init(tensor, *args, **kwargs)
+    return skip
 
 
 @contextmanager

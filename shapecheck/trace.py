@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import torch
@@ -21,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from shapecheck import fastmeta, sources
+from shapecheck import memo
 from shapecheck.memo import Memo
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
@@ -38,6 +40,14 @@ _IGNORED = frozenset({
     torch.Tensor.__hash__, torch.Tensor.__eq__, torch.Tensor.data_ptr, torch.Tensor.untyped_storage,
     torch.Tensor.get_device, torch.Tensor.storage_offset,
 })
+# The factories that `with torch.device(...)` redirects (torch.utils._device).
+_CONSTRUCTORS = frozenset({
+    torch.empty, torch.empty_permuted, torch.empty_strided, torch.ones, torch.zeros, torch.full,
+    torch.arange, torch.range, torch.linspace, torch.logspace, torch.eye, torch.rand, torch.randn,
+    torch.randint, torch.randperm, torch.tensor, torch.as_tensor, torch.asarray, torch.scalar_tensor,
+    torch.tril_indices, torch.triu_indices, torch.bartlett_window, torch.blackman_window,
+    torch.hamming_window, torch.hann_window, torch.kaiser_window, torch.fft.fftfreq, torch.fft.rfftfreq,
+})
 _OPERATORS = {
     "add": "+", "radd": "+", "iadd": "+=", "sub": "-", "rsub": "-", "isub": "-=",
     "mul": "*", "rmul": "*", "imul": "*=", "truediv": "/", "rtruediv": "/", "itruediv": "/=",
@@ -45,6 +55,7 @@ _OPERATORS = {
 }
 _CODE_ERRORS = (NameError, AttributeError, ImportError, TypeError, KeyError, IndexError,
                 AssertionError, ZeroDivisionError, UnboundLocalError)
+_ATTR_TYPES = (int, float, bool, str, tuple)
 _RECORDED_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "kernel_size",
                    "stride", "padding", "dilation", "groups", "num_features", "ceil_mode",
                    "output_size", "num_embeddings", "embedding_dim", "normalized_shape", "dim")
@@ -105,6 +116,7 @@ class _Row:
 @dataclass
 class _Tracer:
     names: dict[int, str]
+    params: dict[int, int]  # each module's parameter count, its submodules' included
     rows: list[_Row] = field(default_factory=list)
     stack: list[int] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -123,7 +135,7 @@ class _Tracer:
     def close(self, index: int, out: Any, failed: bool = False) -> None:
         self.stack.pop()
         row = self.rows[index]
-        outs = list(_tensors(out))
+        outs = _tensors(out)
         row.output_shapes = tuple(tuple(t.shape) for t in outs)
         row.output_bytes = sum(t.numel() * t.element_size() for t in outs)
         row.is_leaf = index == len(self.rows) - 1
@@ -146,20 +158,26 @@ class _Tracer:
         if name is None or self.suspended:
             return call(module, *args, **kwargs)
         frame = sources.user_frame(sys._getframe(2))
-        index = self.open(self._module_row(module, name, args, kwargs, frame))
+        with torch._C.DisableTorchFunction():  # our own reads of .shape are not the model's ops
+            index = self.open(self._module_row(module, name, args, kwargs, frame))
         try:
-            out = call(module, *args, **kwargs)
+            if _opaque(module):
+                with torch._C.DisableTorchFunction():
+                    out = call(module, *args, **kwargs)
+            else:
+                out = call(module, *args, **kwargs)
         except (_Abort, NeedsValues):
             self.close(index, None, failed=True)
             raise
         except Exception as exc:
             raise_if_needs_values(exc)
             out = self._recover_module(index, call, module, args, kwargs, exc)
-        self.close(index, out)
+        with torch._C.DisableTorchFunction():
+            self.close(index, out)
         return out
 
     def _module_row(self, module: nn.Module, name: str, args: tuple, kwargs: dict, frame: Any) -> _Row:
-        tensors = list(_tensors((args, kwargs)))
+        tensors = _tensors((args, kwargs))
         first = id(module) not in self.seen
         self.seen.add(id(module))
         return _Row(
@@ -169,7 +187,7 @@ class _Tracer:
             input_sources=self.sources_of(tensors),
             called_at=sources.frame_location(frame) if frame is not None else None,
             module=module, attrs=module_attrs(module),
-            params=sum(p.numel() for p in module.parameters()) if first else 0,
+            params=self.params.get(id(module), 0) if first else 0,
         )
 
     def _recover_module(self, index: int, call: Any, module: nn.Module, args: tuple,
@@ -204,7 +222,7 @@ class _Tracer:
 
     # -- functional ops -----------------------------------------------------------------
     def function_call(self, func: Any, args: tuple, kwargs: dict, frame: Any) -> Any:
-        tensors = list(_tensors((args, kwargs)))
+        tensors = _tensors((args, kwargs))
         name, kind = _op_names(func)
         index = self.open(_Row(
             name=name, type=kind, kind="function", depth=len(self.stack), parent=self.parent(),
@@ -220,7 +238,7 @@ class _Tracer:
         except Exception as exc:
             raise_if_needs_values(exc)
             out = self._recover_function(index, name, args, exc)
-        if index == len(self.rows) - 1 and not any(True for _ in _tensors(out)):
+        if index == len(self.rows) - 1 and not _tensors(out):
             self.rows.pop()
             self.stack.pop()
             return out
@@ -240,12 +258,20 @@ class _Tracer:
 
 
 class _FunctionMode(TorchFunctionMode):
-    def __init__(self, tracer: _Tracer) -> None:
+    """Records functional ops, and puts tensors the forward creates on the trace's device.
+
+    The device is this mode's job rather than ``with torch.device(...)``'s, because that
+    context is a second Python mode in the path of every torch call: 5% of a trace.
+    """
+
+    def __init__(self, tracer: _Tracer, device: str) -> None:
         super().__init__()
-        self.tracer = tracer
+        self.tracer, self.device = tracer, torch.device(device)
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
+        if func in _CONSTRUCTORS and kwargs.get("device") is None:
+            kwargs["device"] = self.device
         if self.tracer.suspended or func in _IGNORED or getattr(func, "__name__", "") == "__get__":
             return func(*args, **kwargs)
         # Every call, torch's own included: MultiheadAttention reads out_proj.weight without calling it.
@@ -299,11 +325,12 @@ def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode 
 
 def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
          device: Literal["meta", "cpu"]) -> TraceResult:
+    everything = list(model.named_modules(remove_duplicate=False))
     names: dict[int, str] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
+    for name, module in everything:
         names.setdefault(id(module), name)
-    tracer = _Tracer(names)
-    weights = stand_ins(model, device)
+    tracer = _Tracer(names, param_counts(model, everything))
+    weights = stand_ins(model, device, everything)
     xs = tuple(make_input(spec, batch, device) for spec in inputs)
     original = nn.Module.__call__
 
@@ -313,8 +340,8 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     out = None
     nn.Module.__call__ = call  # type: ignore[method-assign]
     try:
-        with in_mode(model, mode), torch.no_grad(), torch.device(device), _FunctionMode(tracer), \
-                _FlopMode(tracer, Memo() if device == "meta" else None):
+        with in_mode(model, mode), torch.no_grad(), _FunctionMode(tracer, device), \
+                _FlopMode(tracer, memo.shared() if device == "meta" else None):
             out = functional_call(model, weights, xs, strict=False, tie_weights=False)
     except _Abort:
         out = None
@@ -322,10 +349,18 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
         nn.Module.__call__ = original  # type: ignore[method-assign]
     while tracer.stack:  # rows left open by an aborted forward
         tracer.close(tracer.stack[-1], None, failed=True)
-    layers = tuple(_freeze(i, row, model) for i, row in enumerate(tracer.rows))
+    modules = dict(everything)
+    layers = tuple(_freeze(i, row, model, modules) for i, row in enumerate(tracer.rows))
     outputs = tuple(tuple(t.shape) for t in _tensors(out))
-    touched = frozenset(name for name, t in weights.items() if id(t) in tracer.touched)
-    return TraceResult(layers, tuple(tracer.failures), outputs, device, touched)
+    return TraceResult(layers, tuple(tracer.failures), outputs, device, _touched(weights, tracer.touched))
+
+
+def _touched(weights: dict[str, torch.Tensor], ids: set[int]) -> frozenset[str]:
+    """The names of the weights the forward handed to an op, a tied weight under its first name only."""
+    named: dict[int, str] = {}
+    for name, t in weights.items():
+        named.setdefault(id(t), name)
+    return frozenset(name for key, name in named.items() if key in ids)
 
 
 @contextmanager
@@ -341,10 +376,37 @@ def in_mode(model: nn.Module, mode: Mode) -> Iterator[None]:
             module.training = training
 
 
-def _freeze(index: int, row: _Row, root: nn.Module) -> Layer:
+def param_counts(model: nn.Module, everything: list[tuple[str, nn.Module]] | None = None) -> dict[int, int]:
+    """``sum(p.numel() for p in m.parameters())`` for every module ``m``, in one pass.
+
+    ``everything`` is ``list(model.named_modules(remove_duplicate=False))``, when already at hand.
+
+    Asking each module in turn walks every subtree again, which cost more than the trace
+    itself on deep models. A parameter or module shared between places makes a subtree's sum
+    differ from its children's, so then each module is asked after all.
+    """
+    if everything is None:
+        everything = list(model.named_modules(remove_duplicate=False))
+    slots = [p for _, m in everything for p in m._parameters.values() if p is not None]
+    if len({id(p) for p in slots}) != len(slots):
+        return {id(m): sum(p.numel() for p in m.parameters()) for m in model.modules()}
+    counts: dict[int, int] = {}
+
+    def count(module: nn.Module) -> int:
+        if id(module) not in counts:
+            own = sum(p.numel() for p in module._parameters.values() if p is not None)
+            counts[id(module)] = own + sum(count(child) for child in module._modules.values()
+                                           if child is not None)
+        return counts[id(module)]
+
+    count(model)
+    return counts
+
+
+def _freeze(index: int, row: _Row, root: nn.Module, modules: dict[str, nn.Module]) -> Layer:
     defined_at, init_args = None, ()
     if row.kind == "module":
-        defined_at, site = sources.module_definition(root, row.name if row.depth else "")
+        defined_at, site = sources.module_definition(root, row.name if row.depth else "", modules)
         if site is not None and row.module is not None:
             init_args = _named_init_args(type(row.module), site)
     return Layer(
@@ -358,9 +420,8 @@ def _freeze(index: int, row: _Row, root: nn.Module) -> Layer:
 
 def _named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, Any], ...]:
     """The author's own arguments: ``("src:in_features", "20 * 12 * 12")`` and, for --fix, its Argument."""
-    try:
-        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    except (TypeError, ValueError):
+    params = _init_parameters(cls)
+    if params is None:
         return ()
     named = dict(zip(params, site.args))
     named.update(site.keywords)
@@ -368,20 +429,34 @@ def _named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, An
         (f"arg:{key}", arg) for key, arg in named.items())
 
 
-def stand_ins(model: nn.Module, device: str) -> dict[str, torch.Tensor]:
+@lru_cache(maxsize=None)
+def _init_parameters(cls: type) -> tuple[str, ...] | None:
+    try:
+        return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+    except (TypeError, ValueError):
+        return None
+
+
+def stand_ins(model: nn.Module, device: str,
+              everything: list[tuple[str, nn.Module]] | None = None) -> dict[str, torch.Tensor]:
     """Tensors that take the place of the model's parameters and buffers in ``functional_call``.
 
     Every name is listed, and a tied weight's names share one stand-in, so the call needs no
-    ``tie_weights`` pass (torch's is quadratic in the number of tensors).
+    ``tie_weights`` pass (torch's is quadratic in the number of tensors). ``everything`` is
+    ``list(model.named_modules(remove_duplicate=False))``, when already at hand.
     """
+    if everything is None:
+        everything = list(model.named_modules(remove_duplicate=False))
     weights: dict[str, torch.Tensor] = {}
     made: dict[int, torch.Tensor] = {}
-    for named, share in ((model.named_parameters(remove_duplicate=False), True),
-                         (model.named_buffers(remove_duplicate=False), False)):
-        for name, tensor in named:
-            if id(tensor) not in made:
-                made[id(tensor)] = _stand_in(tensor, device, share)
-            weights[name] = made[id(tensor)]
+    for kind, share in (("_parameters", True), ("_buffers", False)):
+        for prefix, module in everything:
+            for key, tensor in getattr(module, kind).items():
+                if tensor is None:
+                    continue
+                if id(tensor) not in made:
+                    made[id(tensor)] = _stand_in(tensor, device, share)
+                weights[f"{prefix}.{key}" if prefix else key] = made[id(tensor)]
     return weights
 
 
@@ -405,6 +480,25 @@ def make_input(spec: InputSpec, batch: int, device: str) -> torch.Tensor:
     if spec.dtype.is_floating_point:
         return torch.randn(shape, dtype=spec.dtype, generator=torch.Generator().manual_seed(0))
     return torch.zeros(shape, dtype=spec.dtype)
+
+
+def _opaque(module: nn.Module) -> bool:
+    """A torch.nn layer with no submodules and no hooks runs only torch's own code.
+
+    Nothing inside it becomes a row (its ops have no user frame) and it creates no tensor
+    without a device, so the function mode can stand aside for it: the dispatch mode below
+    still counts its FLOPs. Hooks are the user's code, so a hooked layer is traced as usual.
+    """
+    cls = type(module)
+    if cls not in _TORCH_NN:
+        _TORCH_NN[cls] = cls.__module__.startswith("torch.nn.modules.")
+    hooks = nn.modules.module
+    return _TORCH_NN[cls] and not module._modules and not module._forward_hooks \
+        and not module._forward_pre_hooks and not getattr(hooks, "_global_forward_hooks", None) \
+        and not getattr(hooks, "_global_forward_pre_hooks", None)
+
+
+_TORCH_NN: dict[type, bool] = {}
 
 
 def _expected_input(module: nn.Module, x: torch.Tensor) -> Shape | None:
@@ -435,8 +529,10 @@ def _declared_channels(module: nn.Module) -> int | None:
 def module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     if not type(module).__module__.startswith("torch.nn"):
         return ()
-    attrs = [(key, getattr(module, key)) for key in _RECORDED_ATTRS
-             if isinstance(getattr(module, key, None), int | float | bool | str | tuple)]
+    # vars(): a missing name costs nn.Module.__getattr__ an exception.
+    values = vars(module)
+    attrs = [(key, values[key]) for key in _RECORDED_ATTRS
+             if key in values and isinstance(values[key], _ATTR_TYPES)]
     if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
         attrs.append(("bias", module.bias is not None))
     return tuple(attrs)
@@ -478,15 +574,22 @@ def _shape_arg(rest: tuple) -> tuple:
     return tuple(rest[0]) if len(rest) == 1 and isinstance(rest[0], list | tuple | torch.Size) else rest
 
 
-def _tensors(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    """The tensors in an op's arguments or outputs, through nested lists, tuples and dicts."""
     if isinstance(obj, torch.Tensor):
-        yield obj
-    elif depth < 4 and isinstance(obj, list | tuple):
-        for item in obj:
-            yield from _tensors(item, depth + 1)
-    elif depth < 4 and isinstance(obj, dict):
-        for item in obj.values():
-            yield from _tensors(item, depth + 1)
+        return [obj]
+    found: list[torch.Tensor] = []
+    _collect(obj, found, 0)
+    return found
+
+
+def _collect(obj: Any, found: list[torch.Tensor], depth: int) -> None:
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list | tuple) else ()
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif depth < 3 and isinstance(item, list | tuple | dict):
+            _collect(item, found, depth + 1)
 
 
 _VALUE_MARKERS = ("meta tensor", "register_meta", "'Meta' backend", "on meta", "device='meta'")

@@ -10,6 +10,9 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 import shapecheck
 from shapecheck.rules import RULES
@@ -94,6 +97,34 @@ def test_unused_submodules_name_their_parameter_count():
     assert any(m.startswith("extra (Sequential) is defined but never called") and "584 parameters" in m
                for m in messages)
     assert any(m.startswith("dropout (Dropout)") and "no parameters" in m for m in messages)
+
+
+class ReadsWeights(nn.Module):
+    """head is never called, but forward reads its weight; decoder's only weight is tied to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 8)
+        self.head = nn.Linear(8, 8)
+        self.decoder = nn.Linear(8, 20, bias=False)
+        self.decoder.weight = self.embed.weight
+        self.table = Table()
+
+    def forward(self, x):
+        h = F.linear(self.embed(x), self.head.weight) + self.table.scale
+        return F.linear(h, self.embed.weight)
+
+
+class Table(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(8))
+
+
+def test_a_weight_read_in_forward_keeps_its_module_but_a_tied_alias_does_not():
+    report = shapecheck.analyze(ReadsWeights(), "5:int64")
+    unused = [f.layer for f in report.findings if f.code == "SHP102"]
+    assert unused == ["decoder"]
 
 
 def test_select_and_ignore_take_prefixes():

@@ -117,3 +117,53 @@ def test_macs_are_counted_per_layer():
     assert report.layer("0").macs == 8 * 6 * 6 * 3 * 3 * 3
     assert report.layer("2").macs == 8 * 6 * 6 * 10
     assert report.totals.macs == report.layer("0").macs + report.layer("2").macs
+
+
+class MakesTensors(nn.Module):
+    """A forward that creates tensors without naming a device, as positional encodings do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        position = torch.arange(x.shape[1]).float()
+        mask = torch.ones(x.shape[1], x.shape[1]).tril()
+        return self.fc(x + position) @ mask + torch.zeros(8, device=None)
+
+
+def test_tensors_made_in_forward_are_on_the_trace_device():
+    report = shapecheck.analyze(MakesTensors(), "8")
+    assert report.device == "meta" and report.errors == ()
+    assert report.outputs == ((2, 8),)
+    assert [l.type for l in report.layers if l.kind == "function"][:2] == ["torch.arange", "torch.ones"]
+
+
+class Halves(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.fc(x * 0.5)  # an integer tensor times a float: the default dtype
+
+
+def test_the_shared_memo_keeps_default_dtypes_apart():
+    assert shapecheck.analyze(Halves(), "8:int64").errors == ()
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        # A float32 record of the same multiplication must not be replayed here.
+        report = shapecheck.analyze(Halves().double(), "8:int64")
+        assert report.layer("mul").output_bytes == 2 * 8 * 8  # [2, 8] in float64
+    finally:
+        torch.set_default_dtype(before)
+
+
+def test_a_hooked_torch_layer_is_traced_with_its_hook():
+    """Plain torch.nn layers skip the function mode, but a hook is the user's code and is traced."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    model[0].register_forward_hook(lambda module, args, out: out + torch.ones(4))
+    report = shapecheck.analyze(model, "4")
+    assert report.device == "meta" and report.errors == ()
+    assert [(l.name, l.parent) for l in report.layers if l.kind == "function"] == [("ones", "0"), ("add", "0")]

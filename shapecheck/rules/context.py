@@ -21,8 +21,7 @@ class Submodule:
 
     name: str
     type: str
-    params: tuple[str, ...]  # full names of the parameters under it
-    numel: int
+    numel: int  # parameters under it, its own submodules' included
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ def _unused(ctx: Context) -> Iterator[Finding]:
     if not ctx.completed:
         return  # an aborted forward never reached the later layers
     called = {layer.name for layer in ctx.layers if layer.kind == "module"}
-    live = _with_ancestors({m.name for m in ctx.submodules
-                            if m.name in called or any(p in ctx.touched for p in m.params)})
+    # A parameter the forward read directly keeps its owner, and everything above it, alive.
+    live = _with_ancestors(called | {p.rpartition(".")[0] for p in ctx.touched})
     for m in ctx.submodules:
         if m.name and m.name not in live and m.name.rpartition(".")[0] in live:
             params = f"its {m.numel:,} parameters are" if m.numel else "it has no parameters, but it is"

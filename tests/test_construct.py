@@ -1,0 +1,68 @@
+"""Building a model for the CLI: on meta, weight initialisation skipped, nothing left changed."""
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+from shapecheck.target import construct
+
+tv = pytest.importorskip("torchvision.models")
+
+
+class Initialised(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out")
+        nn.init.trunc_normal_(self.conv.bias, std=0.02)
+        self.fc = nn.Linear(8, 4)
+        with torch.no_grad():
+            self.fc.weight.normal_(0, 0.01)  # a direct fill still runs, on meta
+
+
+class ReadsValues(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(int(torch.tensor([6]).item()), 2)
+        nn.init.xavier_uniform_(self.fc.weight)
+
+
+def test_models_are_built_on_meta_and_nn_init_is_restored():
+    inits = {name: getattr(nn.init, name) for name in dir(nn.init) if name.endswith("_")}
+    for factory in (Initialised, ReadsValues, tv.efficientnet_b0, tv.regnet_y_400mf):
+        model, device = construct(factory)
+        assert device == "meta"
+        assert all(t.is_meta for t in model.parameters())
+    assert {name: getattr(nn.init, name) for name in inits} == inits
+    assert gc.isenabled()
+
+
+def test_real_tensors_are_still_initialised_while_a_model_is_built():
+    seen = []
+
+    class Watcher(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            real = torch.zeros(64, device="cpu")
+            nn.init.uniform_(real, 1.0, 2.0)  # on CPU, as another thread's model would be
+            seen.append(bool((real >= 1.0).all()))
+            self.fc = nn.Linear(2, 2)
+
+    construct(Watcher)
+    thread = threading.Thread(target=lambda: construct(Watcher))
+    thread.start()
+    thread.join()
+    assert seen == [True, True]
+
+
+def test_a_disabled_collector_stays_disabled():
+    gc.disable()
+    try:
+        construct(Initialised)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
