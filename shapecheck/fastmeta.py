@@ -96,12 +96,16 @@ def _batch_norm(x: torch.Tensor, weight: Any, bias: Any = None, mean: Any = None
     if out is None:
         return None
     stats = torch.empty((x.shape[1],), dtype=_accumulator(x.dtype), device="meta")
-    return out, stats, torch.empty_like(stats)
+    # torch.empty_like would run a Python reference on meta
+    return out, stats, torch.empty((x.shape[1],), dtype=stats.dtype, device="meta")
 
 
 def _layer_norm(x: torch.Tensor, shape: list[int], weight: Any = None, *_: Any, **__: Any) -> tuple | None:
     n = len(shape)
-    if not x.is_floating_point() or x.stride() != _contiguous(x.shape) or tuple(x.shape[x.dim() - n:]) != tuple(shape) \
+    # torch makes the input contiguous first, so a permuted input gives contiguous outputs. One
+    # that is_contiguous() with odd strides on size-1 dimensions keeps them: torch decides.
+    if not x.is_floating_point() or (x.is_contiguous() and x.stride() != _contiguous(x.shape)) \
+            or tuple(x.shape[x.dim() - n:]) != tuple(shape) \
             or (weight is not None and tuple(weight.shape) != tuple(shape)):
         return None
     stats = (*x.shape[: x.dim() - n], *(1 for _ in shape))

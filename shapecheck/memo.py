@@ -14,6 +14,7 @@ import torch
 
 _Meta = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format)
+_SIMPLE_TYPES = frozenset(_SIMPLE)
 _PURE: dict[Any, bool] = {}
 
 
@@ -67,14 +68,19 @@ def _pure(func: Any) -> bool:
 
 
 def _key(value: Any) -> Any:
+    kind = type(value)
+    if kind is float or kind is bool:
+        return (kind, value)  # 2, 2.0 and True are equal keys, but x * 2.0 is float and x * 2 is not
+    if kind in _SIMPLE_TYPES:  # exact types first: this runs for every argument of every op
+        return value
+    if kind is list or kind is tuple:
+        return (kind, *[_key(v) for v in value])
     if isinstance(value, torch.Tensor):
         if not value.is_meta:
             raise _Unkeyable  # real values may decide the output (the CPU fallback)
-        return ("T", value.shape, value.stride(), value.dtype, value.storage_offset())
+        return (torch.Tensor, value.shape, value.stride(), value.dtype, value.storage_offset())
     if isinstance(value, _SIMPLE):
         return value
-    if isinstance(value, list | tuple):
-        return (type(value).__name__, *[_key(v) for v in value])
     raise _Unkeyable
 
 

@@ -167,3 +167,14 @@ def test_a_hooked_torch_layer_is_traced_with_its_hook():
     report = shapecheck.analyze(model, "4")
     assert report.device == "meta" and report.errors == ()
     assert [(l.name, l.parent) for l in report.layers if l.kind == "function"] == [("ones", "0"), ("add", "0")]
+
+
+class Scales(nn.Module):
+    def forward(self, x):
+        return x * 2, x * 2.0, x * True
+
+
+def test_equal_numbers_of_different_types_are_different_ops():
+    # x * 2 stays int64, x * 2.0 is float32, x * True stays int64: 2 x 4 elements each.
+    report = shapecheck.analyze(Scales(), "4:int64")
+    assert [l.output_bytes for l in report.layers if l.name == "mul"] == [64, 32, 64]
