@@ -257,9 +257,11 @@ def forget() -> None:
     _lines.cache_clear()
     _tree.cache_clear()
     _method_calls.cache_clear()
+    _class_node.cache_clear()
     _assignments.cache_clear()
 
 
+@lru_cache(maxsize=1024)
 def _class_node(cls: type) -> tuple[ast.ClassDef | None, str | None]:
     try:
         path = inspect.getsourcefile(cls)
