@@ -21,8 +21,7 @@ from torch.overrides import TorchFunctionMode, resolve_name
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from shapecheck import fastmeta, sources
-from shapecheck import memo
+from shapecheck import fastmeta, memo, sources
 from shapecheck.memo import Memo
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
@@ -379,11 +378,10 @@ def in_mode(model: nn.Module, mode: Mode) -> Iterator[None]:
 def param_counts(model: nn.Module, everything: list[tuple[str, nn.Module]] | None = None) -> dict[int, int]:
     """``sum(p.numel() for p in m.parameters())`` for every module ``m``, in one pass.
 
-    ``everything`` is ``list(model.named_modules(remove_duplicate=False))``, when already at hand.
-
     Asking each module in turn walks every subtree again, which cost more than the trace
     itself on deep models. A parameter or module shared between places makes a subtree's sum
-    differ from its children's, so then each module is asked after all.
+    differ from its children's, so then each module is asked after all. ``everything`` is
+    ``list(model.named_modules(remove_duplicate=False))``, when already at hand.
     """
     if everything is None:
         everything = list(model.named_modules(remove_duplicate=False))
@@ -429,7 +427,7 @@ def _named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, An
         (f"arg:{key}", arg) for key, arg in named.items())
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1024)
 def _init_parameters(cls: type) -> tuple[str, ...] | None:
     try:
         return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
