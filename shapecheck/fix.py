@@ -39,12 +39,12 @@ def in_features(layer: Layer, received: int, shape: Shape) -> Fix | str:
 
 
 def flatten_call(layer: Layer) -> Fix | str:
-    """``x.view(-1, N)`` / ``x.reshape(-1, N)`` -> ``x.flatten(1)``."""
+    """``x.view(-1, N)``, ``x.view(BATCH, -1)`` and their reshapes -> ``x.flatten(1)``."""
     call = method_call(layer.called_at, layer.name) if layer.called_at else None
     if call is None or call.method not in ("view", "reshape"):
         return "the call is not x.view(...) or x.reshape(...)"
-    if len(call.args) != 2 or call.has_keywords or call.args[0].text.replace(" ", "") != "-1":
-        return f"only view(-1, N) is rewritten, this call has ({', '.join(a.text for a in call.args)})"
+    if len(call.args) != 2 or call.has_keywords or "-1" not in (a.text.replace(" ", "") for a in call.args):
+        return f"only view(-1, N) and view(B, -1) are rewritten, this call has ({', '.join(a.text for a in call.args)})"
     old = _text_of(call.tail)
     return _fix(call.tail, old, ".flatten(1)") if old else "the source file could not be read"
 

@@ -247,6 +247,35 @@ def _method_calls(path: str) -> dict[tuple[int, int, str], ast.Call]:
     return calls
 
 
+def names_a_constant(location: Location, text: str) -> bool:
+    """``text`` (``BATCH``, ``bs``, ``self.batch_size``) is only ever assigned an integer literal
+    in the file of ``location``: a number in disguise."""
+    path = _real_path(location.path)
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return False
+    if path is None or not isinstance(node, ast.Name | ast.Attribute):
+        return False
+    values = _assigned(path).get(ast.unparse(node), ())
+    return bool(values) and all(values)
+
+
+@lru_cache(maxsize=256)
+def _assigned(path: str) -> dict[str, tuple[bool, ...]]:
+    """For each assigned name or ``self.attr`` in a file: is each value an integer literal."""
+    tree = _tree(path)
+    found: dict[str, list[bool]] = {}
+    for stmt in ast.walk(tree) if tree is not None else ():
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else (
+            [stmt.target] if isinstance(stmt, ast.AnnAssign | ast.AugAssign) else [])
+        for target in targets:
+            if isinstance(target, ast.Name) or (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)):
+                literal = not isinstance(stmt, ast.AugAssign) and stmt.value is not None and _literal(stmt.value)
+                found.setdefault(ast.unparse(target), []).append(literal)
+    return {name: tuple(values) for name, values in found.items()}
+
+
 def _real_path(shown: str) -> str | None:
     return shown if os.path.isfile(shown) else None
 
@@ -258,6 +287,7 @@ def forget() -> None:
     _tree.cache_clear()
     _method_calls.cache_clear()
     _class_node.cache_clear()
+    _assigned.cache_clear()
     _assignments.cache_clear()
 
 

@@ -61,6 +61,17 @@ def test_fix_rewrites_the_broken_examples_and_leaves_them_clean(copy, capsys, na
     assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".py") == [name]  # no temp files left
 
 
+def test_a_batch_size_held_in_an_attribute_is_found_and_fixed(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fixture = Path(__file__).parent / "fixtures" / "rules" / "hardcoded_batch_name.py"
+    path = tmp_path / fixture.name
+    shutil.copy(fixture, path)
+    assert main([f"{path.name}:Net", "--input", "3x16x16"]) == 1
+    assert "SHP004 view(2, -1) does not keep the batch" in capsys.readouterr().out
+    assert _fix(path, "3x16x16") == 0
+    assert path.read_text() == fixture.read_text().replace("x.view(self.batch_size, -1)", "x.flatten(1)")
+
+
 def test_diff_prints_a_unified_diff_and_writes_nothing(copy, capsys):
     path = copy("quiz_c.py")
     before = path.read_bytes()

@@ -162,3 +162,16 @@ def test_an_ignored_rule_costs_no_extra_trace(monkeypatch):
     monkeypatch.setattr(Solver, "fits", lambda *a: pytest.fail("SHP106 is ignored: no probing"))
     report = shapecheck.analyze(flattened, "3x32x32", ignore=["SHP106"])
     assert {f.code for f in report.findings} == {"SHP105"}
+
+
+def test_only_a_name_that_always_holds_a_number_counts_as_a_hard_coded_batch(tmp_path, monkeypatch):
+    from shapecheck.report import Location
+    from shapecheck.sources import names_a_constant
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(
+        "BATCH = 64\nn = 4\n\n\ndef f(x):\n    n = x.size(0)\n    self.bs = 8\n    self.rows: int = x.shape[0]\n")
+    here = Location("m.py", 5)
+    assert names_a_constant(here, "BATCH") and names_a_constant(here, "self.bs")
+    assert not names_a_constant(here, "n")  # also assigned x.size(0)
+    assert not names_a_constant(here, "self.rows") and not names_a_constant(here, "x.size(0)")

@@ -51,15 +51,19 @@ def _leads(shape: tuple[int, ...], batch: int) -> bool:
 
 
 def _names_batch(layer: Layer, batch: int) -> bool:
-    """The first size equals the batch and the source writes it as a number (``view(64, -1)``).
+    """The first size equals the batch and the source writes it as a number: ``view(64, -1)``,
+    or a name that only ever holds one (``BATCH = 64``, ``self.bs = 64``).
 
-    ``x.view(x.size(0), -1)`` or ``reshape(n, ...)`` track the batch; only a literal can be
-    stale, so only a literal costs a second trace.
+    ``x.view(x.size(0), -1)`` or ``reshape(n, ...)`` track the batch; only a constant can be
+    stale, so only a constant costs a second trace.
     """
     if layer.args.split(",")[0].strip().lstrip("(") != str(batch):
         return False
     call = sources.method_call(layer.called_at, layer.name) if layer.called_at else None
-    return call is None or not call.args or call.args[0].literal
+    if call is None or not call.args:
+        return True
+    first = call.args[0]
+    return first.literal or sources.names_a_constant(layer.called_at, first.text)
 
 
 def _finding(ctx: Context, first: Layer, second: Layer) -> Finding:
