@@ -86,6 +86,8 @@ def _key(value: Any) -> Any:
 
 def _record(out: Any) -> Any:
     if isinstance(out, torch.Tensor):
+        if not out.is_meta:
+            raise _Unkeyable  # torch.ones(4, device="cpu") holds values: a meta replay would lose them
         return ("T", tuple(out.shape), out.stride(), out.dtype)
     if isinstance(out, list | tuple):
         return (type(out).__name__, *(_record(v) for v in out))

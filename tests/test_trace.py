@@ -1,6 +1,7 @@
 """The trace itself: functional rows, several inputs, dtypes, 1-D and 3-D convs, CPU fallback."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -178,3 +179,22 @@ def test_equal_numbers_of_different_types_are_different_ops():
     # x * 2 stays int64, x * 2.0 is float32, x * True stays int64: 2 x 4 elements each.
     report = shapecheck.analyze(Scales(), "4:int64")
     assert [l.output_bytes for l in report.layers if l.name == "mul"] == [64, 32, 64]
+
+
+class MakesCpuTensors(nn.Module):
+    def __init__(self, cpu_first: bool) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.cpu_first = cpu_first
+
+    def forward(self, x):
+        cpu = torch.ones(4, device="cpu")  # a device named outright
+        return cpu * self.fc(x) if self.cpu_first else self.fc(x) * cpu
+
+
+@pytest.mark.parametrize("cpu_first", [False, True])
+def test_a_forward_that_names_the_cpu_runs_on_cpu(cpu_first):
+    for _ in range(2):  # the second time too: the kernel memo must not replay the CPU tensor on meta
+        report = shapecheck.analyze(MakesCpuTensors(cpu_first), "4")
+        assert report.device == "cpu" and report.errors == ()
+        assert report.outputs == ((2, 4),)
