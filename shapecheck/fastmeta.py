@@ -231,7 +231,7 @@ RULES: dict[Any, Rule] = {
 def outputs(func: Any, args: tuple, kwargs: dict) -> Any:
     """The op's meta outputs by shape arithmetic, or None when the real kernel must run."""
     rule = RULES.get(func)
-    if rule is None or not all(t.device.type == "meta" for t in _tensors(args)):
+    if rule is None or not all(t.is_meta for t in _tensors(args)):
         return None
     try:
         return rule(*args, **kwargs)

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-_Meta = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format)
 _SIMPLE_TYPES = frozenset(_SIMPLE)
 _PURE: dict[Any, bool] = {}

@@ -302,7 +302,7 @@ class _FlopMode(TorchDispatchMode):
         if hit is not None:
             out, flops = hit
         else:
-            fast = fastmeta.outputs(func, args, kwargs) if self.memo is not None else None
+            fast = fastmeta.outputs(func, args, kwargs)
             out = fast if fast is not None else func(*args, **kwargs)
             formula = flop_registry.get(func._overloadpacket)
             flops = formula(*args, **kwargs, out_val=out) if formula is not None else 0
