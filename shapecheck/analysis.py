@@ -19,7 +19,7 @@ from shapecheck.rules import checkpoint as checkpoint_rule
 from shapecheck.rules.context import Context, Submodule
 from shapecheck.sizes import Solver
 from shapecheck.spec import InputSpec, parse_bytes, parse_count, parse_dtype, parse_inputs
-from shapecheck.trace import Mode, TraceResult, param_counts, trace
+from shapecheck.trace import Mode, Tree, TraceResult, Walk, trace, walk
 
 
 @collector_paused()
@@ -52,16 +52,17 @@ def analyze(
         raise ValueError(f"batch must be at least 1, not {batch}")
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
-    result = trace(model, inputs, batch, mode)
+    walked = walk(model)
+    result = trace(model, inputs, batch, mode, walked)
     select, ignore = tuple(select), tuple(ignore)
     wants_fold = registry.selected(registry.BATCH_FOLDED.code, select, ignore)
-    second = trace(model, inputs, batch + 1, mode) if wants_fold and batch_rule.needs_second_trace(
+    second = trace(model, inputs, batch + 1, mode, walked) if wants_fold and batch_rule.needs_second_trace(
         result.layers, batch, result.outputs) else None
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
-                  second=second, submodules=_submodules(model), touched=result.touched,
+                  second=second, submodules=_submodules(walked), touched=result.touched,
                   select=select, ignore=ignore,
                   solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model))
-    totals = _totals(model, result)
+    totals = _totals(walked.tree, result)
     limits = budget.Budgets(
         parse_count(max_params, "max_params") if max_params is not None else None,
         parse_count(max_macs, "max_macs") if max_macs is not None else None,
@@ -88,20 +89,22 @@ def _findings(ctx: Context) -> list[Finding]:
                                         f.location.line if f.location else 0, f.code))
 
 
-def _submodules(model: nn.Module) -> tuple[Submodule, ...]:
-    counts = param_counts(model)
-    return tuple(Submodule(name, type(module).__name__, counts[id(module)])
-                 for name, module in model.named_modules())
+def _submodules(walked: Walk) -> tuple[Submodule, ...]:
+    firsts: dict[int, tuple[str, nn.Module]] = {}  # model.named_modules(): each module once
+    for name, module in walked.tree:
+        firsts.setdefault(id(module), (name, module))
+    return tuple(Submodule(name, type(module).__name__, walked.params[id(module)])
+                 for name, module in firsts.values())
 
 
 def _locate(model: nn.Module, name: str) -> Location | None:
     return sources.module_definition(model, name)[0]
 
 
-def _totals(model: nn.Module, result: TraceResult) -> Totals:
-    # parameters() yields each tensor once, so tied weights are counted once.
-    params = list(model.parameters())
-    buffers = list(model.buffers())
+def _totals(tree: Tree, result: TraceResult) -> Totals:
+    # Each tensor once, as parameters() yields them: tied weights are counted once.
+    params = list({id(p): p for _, m in tree for p in m._parameters.values() if p is not None}.values())
+    buffers = list({id(b): b for _, m in tree for b in m._buffers.values() if b is not None}.values())
     roots = [layer for layer in result.layers if layer.depth == 0]
     return Totals(
         params=sum(p.numel() for p in params),

@@ -63,6 +63,8 @@ class Window:
 
 def windows(layer: Layer) -> tuple[Window, ...] | None:
     """The layer's window in each spatial dimension, or None when it has no fixed window."""
+    if not layer.type.startswith(_WINDOWED):
+        return None
     rank = spatial_rank(layer.type, layer.input_shapes[0] if layer.input_shapes else None)
     return windows_from(layer.type, dict(layer.attrs), rank)
 

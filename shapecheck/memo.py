@@ -5,12 +5,23 @@ and cost 100-500 us per call. A model repeats itself (a ViT has 32 identical blo
 the trace keys each op by its inputs' shapes, strides and dtypes and its other arguments,
 and replays the recorded outputs as fresh ``empty_strided`` meta tensors. Ops that alias or
 mutate an input (views, ``add_``) always run, because their outputs must share storage.
+
+Two coarser keys save more: a plain torch.nn leaf (Conv2d, BatchNorm2d, ReLU) is keyed as a
+whole by its class, its configuration and its weights' and inputs' metadata, and a torch
+function the forward calls (``F.relu``, ``torch.cat``, ``+``) by the function and its
+arguments. A hit skips the Python wrappers and every dispatch below them, which is most of
+what a traced row costs. Their outputs may be views (``flatten``) or an input itself
+(``Identity``, ``inplace=True``): a replay makes a fresh tensor for a view, which only
+differs in sharing memory that meta tensors do not have, and hands back the input itself.
+A function that changes an input's shape or strides in place (``unsqueeze_``) always runs.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format)
 _SIMPLE_TYPES = frozenset(_SIMPLE)
@@ -30,15 +41,35 @@ class Memo:
         except _Unkeyable:
             return None
 
-    def replay(self, key: tuple) -> tuple[Any, int] | None:
-        hit = self.results.get(key)
-        return (_build(hit[0]), hit[1]) if hit is not None else None
+    def module_key(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
+        """The key of a call of a torch.nn leaf; None when its state holds anything unkeyable."""
+        try:
+            return (type(module), _config(module), _key(tuple(module._parameters.items())),
+                    _key(tuple(module._buffers.items())), _key(args),
+                    _key(tuple(sorted(kwargs.items()))) if kwargs else ())
+        except _Unkeyable:
+            return None
 
-    def store(self, key: tuple, out: Any, flops: int) -> None:
+    def call_key(self, func: Any, args: tuple, kwargs: dict) -> tuple | None:
+        """The key of a torch function called by the model's forward; None for one that writes."""
+        if "out" in kwargs or _writes(func):
+            return None
+        try:
+            return (func, _key(args), _key(tuple(sorted(kwargs.items()))) if kwargs else ())
+        except _Unkeyable:
+            return None
+
+    def replay(self, key: tuple, inputs: Sequence[torch.Tensor] = ()) -> tuple[Any, int] | None:
+        """The outputs and FLOPs of the call recorded under ``key``; an output that was one
+        of that call's input tensors is the same input of this call."""
+        hit = self.results.get(key)
+        return (_build(hit[0], inputs), hit[1]) if hit is not None else None
+
+    def store(self, key: tuple, out: Any, flops: int, inputs: Sequence[torch.Tensor] = ()) -> None:
         if len(self.results) >= self.capacity:
             self.results.clear()  # a long test session must not grow without bound
         try:
-            self.results[key] = (_record(out), flops)
+            self.results[key] = (_record(out, {id(t): i for i, t in enumerate(inputs)}), flops)
         except _Unkeyable:
             pass
 
@@ -57,6 +88,19 @@ class _Unkeyable(Exception):
     pass
 
 
+_WRITING_DUNDERS = frozenset({
+    "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__imod__", "__ipow__",
+    "__imatmul__", "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__",
+    "__setitem__", "__delitem__", "__set__",  # x[i] = y, x.data = y
+})
+
+
+def _writes(func: Any) -> bool:
+    """An in-place function: ``add_``, ``+=``, ``x[i] = y``, ``x.data = y``."""
+    name = getattr(func, "__name__", "")
+    return (name.endswith("_") and not name.endswith("__")) or name in _WRITING_DUNDERS
+
+
 def _pure(func: Any) -> bool:
     """No output aliases an input and no input is written: safe to replay."""
     if func not in _PURE:
@@ -64,6 +108,15 @@ def _pure(func: Any) -> bool:
         _PURE[func] = not schema.is_mutable and not any(r.alias_info for r in schema.returns) \
             and "nondeterministic_seeded" not in getattr(func, "tags", ())
     return _PURE[func]
+
+
+# nn.Module's own bookkeeping (hook dicts, _parameters, ...): everything else in a leaf's
+# __dict__ is configuration that may decide its output (stride, eps, training, inplace).
+_INTERNALS = frozenset(vars(nn.Module())) - {"training"}
+
+
+def _config(module: nn.Module) -> tuple:
+    return tuple((k, _key(v)) for k, v in vars(module).items() if k not in _INTERNALS)
 
 
 def _key(value: Any) -> Any:
@@ -83,23 +136,27 @@ def _key(value: Any) -> Any:
     raise _Unkeyable
 
 
-def _record(out: Any) -> Any:
+def _record(out: Any, inputs: dict[int, int]) -> Any:
     if isinstance(out, torch.Tensor):
+        if id(out) in inputs:  # Identity, Dropout in eval, an in-place ReLU
+            return ("I", inputs[id(out)])
         if not out.is_meta:
             raise _Unkeyable  # torch.ones(4, device="cpu") holds values: a meta replay would lose them
         return ("T", tuple(out.shape), out.stride(), out.dtype)
     if isinstance(out, list | tuple):
-        return (type(out).__name__, *(_record(v) for v in out))
+        return (type(out).__name__, *(_record(v, inputs) for v in out))
     if isinstance(out, _SIMPLE):
         return ("V", out)
     raise _Unkeyable
 
 
-def _build(record: Any) -> Any:
+def _build(record: Any, inputs: Sequence[torch.Tensor]) -> Any:
     kind = record[0]
     if kind == "T":
         return torch.empty_strided(record[1], record[2], dtype=record[3], device="meta")
     if kind == "V":
         return record[1]
-    items = [_build(r) for r in record[1:]]
+    if kind == "I":
+        return inputs[record[1]]
+    items = [_build(r, inputs) for r in record[1:]]
     return items if kind == "list" else tuple(items)

@@ -135,13 +135,19 @@ def module_definition(root: nn.Module, qualname: str,
     if isinstance(owner, _CONTAINERS) and owner_name:
         # Items of nn.Sequential(...) are written where the container is assigned.
         return module_definition(root, owner_name, modules)[0], None
-    for cls in type(owner).__mro__:
+    return _attribute_site(type(owner), attr)
+
+
+@lru_cache(maxsize=4096)
+def _attribute_site(owner: type, attr: str) -> tuple[Location | None, Assignment | None]:
+    # Asked once per traced row: a model repeats a few (class, attribute) pairs thousands of times.
+    for cls in owner.__mro__:
         if cls is nn.Module or not issubclass(cls, nn.Module):
             break
         site = _assignments(cls).get(attr)
         if site is not None:
             return site.location, site
-    return class_location(type(owner)), None
+    return class_location(owner), None
 
 
 def _submodule(root: nn.Module, name: str) -> nn.Module | None:
@@ -289,6 +295,7 @@ def forget() -> None:
     _class_node.cache_clear()
     _assigned.cache_clear()
     _assignments.cache_clear()
+    _attribute_site.cache_clear()
 
 
 @lru_cache(maxsize=1024)

@@ -116,6 +116,7 @@ class _Row:
 class _Tracer:
     names: dict[int, str]
     params: dict[int, int]  # each module's parameter count, its submodules' included
+    memo: Memo | None = None  # only on meta: real values may decide a CPU trace's outputs
     rows: list[_Row] = field(default_factory=list)
     stack: list[int] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -158,13 +159,12 @@ class _Tracer:
             return call(module, *args, **kwargs)
         frame = sources.user_frame(sys._getframe(2))
         with torch._C.DisableTorchFunction():  # our own reads of .shape are not the model's ops
-            index = self.open(self._module_row(module, name, args, kwargs, frame))
+            tensors = [args[0]] if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor) \
+                else _tensors((args, kwargs))
+            index = self.open(self._module_row(module, name, tensors, frame))
         try:
-            if _opaque(module):
-                with torch._C.DisableTorchFunction():
-                    out = call(module, *args, **kwargs)
-            else:
-                out = call(module, *args, **kwargs)
+            out = self._leaf(index, call, module, args, kwargs, tensors) if _opaque(module) \
+                else call(module, *args, **kwargs)
         except (_Abort, NeedsValues):
             self.close(index, None, failed=True)
             raise
@@ -175,8 +175,36 @@ class _Tracer:
             self.close(index, out)
         return out
 
-    def _module_row(self, module: nn.Module, name: str, args: tuple, kwargs: dict, frame: Any) -> _Row:
-        tensors = _tensors((args, kwargs))
+    def _leaf(self, index: int, call: Any, module: nn.Module, args: tuple, kwargs: dict,
+              inputs: list[torch.Tensor]) -> Any:
+        """Run a plain torch.nn leaf, or replay its outputs and FLOPs from an identical call."""
+        with torch._C.DisableTorchFunction():
+            key = self.memo.module_key(module, args, kwargs) if self.memo is not None else None
+            return self._memoized(index, key, inputs, lambda: call(module, *args, **kwargs))
+
+    def _memoized(self, index: int, key: tuple | None, inputs: list[torch.Tensor], run: Any) -> Any:
+        """Replay the outputs and FLOPs recorded under ``key``, or run and record them.
+
+        A call that opened rows of its own is not recorded: a replay could not open them.
+        """
+        with torch._C._DisableTorchDispatch():  # the replay's own empty_strided is not the model's
+            hit = self.memo.replay(key, inputs) if key is not None else None  # type: ignore[union-attr]
+        if hit is not None:
+            self.add_flops(hit[1])
+            return hit[0]
+        row = self.rows[index]
+        before = row.flops
+        out = run()
+        if key is not None and index == len(self.rows) - 1:
+            self.memo.store(key, out, row.flops - before, inputs)  # type: ignore[union-attr]
+        return out
+
+    def add_flops(self, flops: int) -> None:
+        if flops and not self.suspended:
+            for index in self.stack:
+                self.rows[index].flops += flops
+
+    def _module_row(self, module: nn.Module, name: str, tensors: list[torch.Tensor], frame: Any) -> _Row:
         first = id(module) not in self.seen
         self.seen.add(id(module))
         return _Row(
@@ -230,7 +258,8 @@ class _Tracer:
             called_at=sources.frame_location(frame), args=_args_text(args, kwargs),
         ))
         try:
-            out = func(*args, **kwargs)
+            key = self.memo.call_key(func, args, kwargs) if self.memo is not None else None
+            out = self._memoized(index, key, tensors, lambda: func(*args, **kwargs))
         except (_Abort, NeedsValues):
             self.close(index, None, failed=True)
             raise
@@ -285,9 +314,9 @@ class _FlopMode(TorchDispatchMode):
     """Attribute FLOPs to every open row, with torch.utils.flop_counter's own formulas, and
     replay the meta kernels of ops already seen with the same input metadata."""
 
-    def __init__(self, tracer: _Tracer, memo: Memo | None) -> None:
+    def __init__(self, tracer: _Tracer) -> None:
         super().__init__()
-        self.tracer, self.memo = tracer, memo
+        self.tracer, self.memo = tracer, tracer.memo
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -308,28 +337,59 @@ class _FlopMode(TorchDispatchMode):
             flops = formula(*args, **kwargs, out_val=out) if formula is not None else 0
             if key is not None:
                 self.memo.store(key, out, flops)  # type: ignore[union-attr]
-        if flops and self.tracer.stack and not self.tracer.suspended:
-            for index in self.tracer.stack:
-                self.tracer.rows[index].flops += flops
+        self.tracer.add_flops(flops)
         return out
 
 
-def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode = "eval") -> TraceResult:
-    """Trace on the meta device; fall back to CPU when the forward reads tensor values."""
+Tree = list[tuple[str, nn.Module]]
+
+
+def module_tree(model: nn.Module) -> Tree:
+    """``list(model.named_modules(remove_duplicate=False))``, without its nested generators:
+    those hand every module up through one generator per level, a cost that grows with depth."""
+    tree: Tree = []
+    stack = [("", model)]
+    while stack:
+        prefix, module = stack.pop()
+        tree.append((prefix, module))
+        stack.extend(reversed([(f"{prefix}.{key}" if prefix else key, child)
+                               for key, child in module._modules.items() if child is not None]))
+    return tree
+
+
+@dataclass(frozen=True)
+class Walk:
+    """One walk over a model's modules, for everything an analysis asks of them."""
+
+    tree: Tree
+    params: dict[int, int]  # param_counts
+
+
+def walk(model: nn.Module) -> Walk:
+    tree = module_tree(model)
+    return Walk(tree, param_counts(model, tree))
+
+
+def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode = "eval",
+          walked: Walk | None = None) -> TraceResult:
+    """Trace on the meta device; fall back to CPU when the forward reads tensor values.
+    ``walked`` is ``walk(model)``, when already at hand."""
+    walked = walk(model) if walked is None else walked
     try:
-        return _run(model, inputs, batch, mode, "meta")
+        return _run(model, inputs, batch, mode, "meta", walked)
     except NeedsValues:
-        return _run(model, inputs, batch, mode, "cpu")
+        return _run(model, inputs, batch, mode, "cpu", walked)
 
 
 def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
-         device: Literal["meta", "cpu"]) -> TraceResult:
-    everything = list(model.named_modules(remove_duplicate=False))
+         device: Literal["meta", "cpu"], walked: Walk) -> TraceResult:
+    tree = walked.tree
     names: dict[int, str] = {}
-    for name, module in everything:
+    for name, module in tree:
         names.setdefault(id(module), name)
-    tracer = _Tracer(names, param_counts(model, everything))
-    weights = stand_ins(model, device, everything)
+    tracer = _Tracer(names, walked.params, memo.shared() if device == "meta" else None)
+    weights = stand_ins(model, device, tree)
+    own = {id(p) for _, m in tree for p in m._parameters.values() if p is not None}
     xs = tuple(make_input(spec, batch, device) for spec in inputs)
     original = nn.Module.__call__
 
@@ -339,16 +399,16 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     out = None
     nn.Module.__call__ = call  # type: ignore[method-assign]
     try:
-        with in_mode(model, mode), torch.no_grad(), _FunctionMode(tracer, device), \
-                _FlopMode(tracer, memo.shared() if device == "meta" else None):
-            out = functional_call(model, weights, xs, strict=False, tie_weights=False)
+        with in_mode(model, mode, tree), torch.no_grad(), _FunctionMode(tracer, device), _FlopMode(tracer):
+            swapped = {k: t for k, t in weights.items() if id(t) not in own}
+            out = functional_call(model, swapped, xs, strict=False, tie_weights=False)
     except _Abort:
         out = None
     finally:
         nn.Module.__call__ = original  # type: ignore[method-assign]
     while tracer.stack:  # rows left open by an aborted forward
         tracer.close(tracer.stack[-1], None, failed=True)
-    modules = dict(everything)
+    modules = dict(tree)
     layers = tuple(_freeze(i, row, model, modules) for i, row in enumerate(tracer.rows))
     outputs = tuple(tuple(t.shape) for t in _tensors(out))
     return TraceResult(layers, tuple(tracer.failures), outputs, device, _touched(weights, tracer.touched))
@@ -363,29 +423,42 @@ def _touched(weights: dict[str, torch.Tensor], ids: set[int]) -> frozenset[str]:
 
 
 @contextmanager
-def in_mode(model: nn.Module, mode: Mode) -> Iterator[None]:
-    """Put the model in ``mode`` for the trace and restore every module's own flag after."""
-    flags = {module: module.training for module in model.modules()}
+def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None) -> Iterator[None]:
+    """Put the model in ``mode`` for the trace and restore every module's own flag after.
+
+    The flags are written straight into each module's ``__dict__``, as ``nn.Module.train``
+    and ``__setattr__`` would leave them, unless a class overrides ``train``: on the
+    80 torchvision models, those two methods cost as much as rendering the reports.
+    """
+    tree = module_tree(model) if tree is None else tree
+    modules = list({id(m): m for _, m in tree}.values())
+    flags = [m.training for m in modules]
+    plain = all(type(m).train is nn.Module.train and "training" in vars(m) for m in modules)
     try:
-        if mode != "same":
+        if mode != "same" and not plain:
             model.train(mode == "train")
+        elif mode != "same":
+            for m in modules:
+                vars(m)["training"] = mode == "train"
         yield
     finally:
-        for module, training in flags.items():
-            module.training = training
+        for m, training in zip(modules, flags):
+            if plain:
+                vars(m)["training"] = training
+            else:
+                m.training = training
 
 
-def param_counts(model: nn.Module, everything: list[tuple[str, nn.Module]] | None = None) -> dict[int, int]:
+def param_counts(model: nn.Module, tree: Tree | None = None) -> dict[int, int]:
     """``sum(p.numel() for p in m.parameters())`` for every module ``m``, in one pass.
 
     Asking each module in turn walks every subtree again, which cost more than the trace
     itself on deep models. A parameter or module shared between places makes a subtree's sum
-    differ from its children's, so then each module is asked after all. ``everything`` is
-    ``list(model.named_modules(remove_duplicate=False))``, when already at hand.
+    differ from its children's, so then each module is asked after all. ``tree`` is
+    ``module_tree(model)``, when already at hand.
     """
-    if everything is None:
-        everything = list(model.named_modules(remove_duplicate=False))
-    slots = [p for _, m in everything for p in m._parameters.values() if p is not None]
+    tree = module_tree(model) if tree is None else tree
+    slots = [p for _, m in tree for p in m._parameters.values() if p is not None]
     if len({id(p) for p in slots}) != len(slots):
         return {id(m): sum(p.numel() for p in m.parameters()) for m in model.modules()}
     counts: dict[int, int] = {}
@@ -436,24 +509,26 @@ def _init_parameters(cls: type) -> tuple[str, ...] | None:
 
 
 def stand_ins(model: nn.Module, device: str,
-              everything: list[tuple[str, nn.Module]] | None = None) -> dict[str, torch.Tensor]:
+              tree: Tree | None = None) -> dict[str, torch.Tensor]:
     """Tensors that take the place of the model's parameters and buffers in ``functional_call``.
 
     Every name is listed, and a tied weight's names share one stand-in, so the call needs no
-    ``tie_weights`` pass (torch's is quadratic in the number of tensors). ``everything`` is
-    ``list(model.named_modules(remove_duplicate=False))``, when already at hand.
+    ``tie_weights`` pass (torch's is quadratic in the number of tensors). A meta parameter
+    stands in for itself in a meta trace: it has nothing to protect, and the trace's ops
+    never write a parameter (a shared model built on meta needs no swap at all). ``tree`` is
+    ``module_tree(model)``, when already at hand.
     """
-    if everything is None:
-        everything = list(model.named_modules(remove_duplicate=False))
+    tree = module_tree(model) if tree is None else tree
     weights: dict[str, torch.Tensor] = {}
     made: dict[int, torch.Tensor] = {}
     for kind, share in (("_parameters", True), ("_buffers", False)):
-        for prefix, module in everything:
+        for prefix, module in tree:
             for key, tensor in getattr(module, kind).items():
                 if tensor is None:
                     continue
                 if id(tensor) not in made:
-                    made[id(tensor)] = _stand_in(tensor, device, share)
+                    own = share and device == "meta" and tensor.is_meta
+                    made[id(tensor)] = tensor if own else _stand_in(tensor, device, share)
                 weights[f"{prefix}.{key}" if prefix else key] = made[id(tensor)]
     return weights
 
