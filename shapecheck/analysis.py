@@ -23,6 +23,7 @@ from shapecheck.trace import Mode, Tree, TraceResult, Walk, trace, walk
 
 
 @collector_paused()
+@sources.cwd_fixed()
 def analyze(
     model: nn.Module,
     input: str | InputSpec | Sequence,  # noqa: A002 - the issue's own API name

@@ -74,6 +74,15 @@ def _binary(a: Any, b: Any, *_: Any, **__: Any) -> torch.Tensor | None:
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
+def _binary_inplace(a: Any, b: Any, *_: Any, **__: Any) -> torch.Tensor | None:
+    """``a += b``: ``a`` itself, when ``b`` broadcasts to its shape and the result fits its dtype."""
+    if not isinstance(a, torch.Tensor) or not a.is_floating_point():
+        return None
+    if isinstance(b, torch.Tensor) and _broadcast(tuple(a.shape), tuple(b.shape)) != tuple(a.shape):
+        return None
+    return a if torch.can_cast(torch.result_type(a, b), a.dtype) else None
+
+
 def _addmm(bias: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor | None:
     if m1.dim() != 2 or m2.dim() != 2 or not m1.is_floating_point() or len({bias.dtype, m1.dtype, m2.dtype}) != 1:
         return None
@@ -216,6 +225,8 @@ RULES: dict[Any, Rule] = {
                                aten.hardsigmoid_.default, aten.hardtanh_.default)},
     **{op: _binary for op in (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor,
                               aten.mul.Scalar, aten.add.Scalar)},
+    **{op: _binary_inplace for op in (aten.add_.Tensor, aten.sub_.Tensor, aten.mul_.Tensor, aten.div_.Tensor,
+                                      aten.add_.Scalar, aten.mul_.Scalar)},
     aten.addmm.default: _addmm,
     aten.convolution.default: _convolution,
     aten.max_pool2d_with_indices.default: _max_pool2d,

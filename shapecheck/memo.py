@@ -26,6 +26,7 @@ from torch import nn
 _SIMPLE = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format)
 _SIMPLE_TYPES = frozenset(_SIMPLE)
 _PURE: dict[Any, bool] = {}
+_META = torch.device("meta")  # parsing the string costs a fifth of a replay
 
 
 class Memo:
@@ -130,7 +131,10 @@ def _key(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         if not value.is_meta:
             raise _Unkeyable  # real values may decide the output (the CPU fallback)
-        return (torch.Tensor, value.shape, value.stride(), value.dtype, value.storage_offset())
+        # Plain tuples, unlike torch.Size and classes, leave the garbage collector's view once
+        # it has seen them: a memo of thousands of entries would otherwise be walked at every
+        # full collection.
+        return ("T", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
     if isinstance(value, _SIMPLE):
         return value
     raise _Unkeyable
@@ -153,7 +157,7 @@ def _record(out: Any, inputs: dict[int, int]) -> Any:
 def _build(record: Any, inputs: Sequence[torch.Tensor]) -> Any:
     kind = record[0]
     if kind == "T":
-        return torch.empty_strided(record[1], record[2], dtype=record[3], device="meta")
+        return torch.empty_strided(record[1], record[2], dtype=record[3], device=_META)
     if kind == "V":
         return record[1]
     if kind == "I":

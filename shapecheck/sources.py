@@ -4,7 +4,8 @@ from __future__ import annotations
 import ast
 import inspect
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from types import CodeType, FrameType
@@ -28,7 +29,27 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 def display_path(path: str) -> str:
     """Relative to the working directory when below it, as flake8 prints paths."""
-    return _display_path(path, os.getcwd())
+    return _display_path(path, _cwd())
+
+
+_FIXED_CWD: list[str] = []
+
+
+@contextmanager
+def cwd_fixed() -> Iterator[None]:
+    """Read the working directory once for an analysis, which asks for it on every row.
+
+    The directory belongs to the process, so analyses in other threads read the same one.
+    """
+    _FIXED_CWD.append(os.getcwd())
+    try:
+        yield
+    finally:
+        _FIXED_CWD.pop()
+
+
+def _cwd() -> str:
+    return _FIXED_CWD[-1] if _FIXED_CWD else os.getcwd()
 
 
 @lru_cache(maxsize=1024)
@@ -57,11 +78,17 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
 
 
 def frame_location(frame: FrameType) -> Location:
+    return _instruction_location(frame.f_code, frame.f_lasti, frame.f_lineno, _cwd())
+
+
+@lru_cache(maxsize=16384)
+def _instruction_location(code: CodeType, lasti: int, line: int, cwd: str) -> Location:
     # What inspect.getframeinfo(frame).positions computes, without reading the source file.
-    positions = _positions(frame.f_code)
-    index = max(frame.f_lasti, 0) // 2
+    # One Location per call site: a trace meets the same few sites on thousands of rows.
+    positions = _positions(code)
+    index = max(lasti, 0) // 2
     column = (positions[index][2] or 0) + 1 if index < len(positions) else 1
-    return Location(display_path(frame.f_code.co_filename), frame.f_lineno, column)
+    return Location(_display_path(code.co_filename, cwd), line, column)
 
 
 @lru_cache(maxsize=4096)
@@ -135,16 +162,16 @@ def module_definition(root: nn.Module, qualname: str,
     if isinstance(owner, _CONTAINERS) and owner_name:
         # Items of nn.Sequential(...) are written where the container is assigned.
         return module_definition(root, owner_name, modules)[0], None
-    return _attribute_site(type(owner), attr)
+    return _attribute_site(type(owner), attr, _cwd())
 
 
 @lru_cache(maxsize=4096)
-def _attribute_site(owner: type, attr: str) -> tuple[Location | None, Assignment | None]:
+def _attribute_site(owner: type, attr: str, cwd: str) -> tuple[Location | None, Assignment | None]:
     # Asked once per traced row: a model repeats a few (class, attribute) pairs thousands of times.
     for cls in owner.__mro__:
         if cls is nn.Module or not issubclass(cls, nn.Module):
             break
-        site = _assignments(cls).get(attr)
+        site = _assignments(cls, cwd).get(attr)
         if site is not None:
             return site.location, site
     return class_location(owner), None
@@ -164,8 +191,9 @@ def class_location(cls: type) -> Location | None:
     return Location(display_path(path), node.lineno, node.col_offset + 1)
 
 
-@lru_cache(maxsize=None)
-def _assignments(cls: type) -> dict[str, Assignment]:
+@lru_cache(maxsize=1024)
+def _assignments(cls: type, cwd: str) -> dict[str, Assignment]:
+    """``self.name = ...`` in ``cls``, with paths as they read from ``cwd``."""
     node, path = _class_node(cls)
     if node is None or path is None:
         return {}

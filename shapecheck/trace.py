@@ -137,7 +137,7 @@ class _Tracer:
         row = self.rows[index]
         outs = _tensors(out)
         row.output_shapes = tuple(tuple(t.shape) for t in outs)
-        row.output_bytes = sum(t.numel() * t.element_size() for t in outs)
+        row.output_bytes = sum(t.nbytes for t in outs)
         row.is_leaf = index == len(self.rows) - 1
         row.failed = row.failed or failed
         for t in outs:

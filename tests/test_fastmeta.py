@@ -63,6 +63,29 @@ def test_binary_ops_broadcast_and_promote(a, b, da, db, scalar, op):
     _same(op, (x, y))
 
 
+@settings(max_examples=120, deadline=None)
+@given(a=shapes, b=shapes, da=dtypes, db=st.sampled_from([torch.float32, torch.float64, torch.int64]),
+       scalar=st.booleans(), op=st.sampled_from([aten.add_.Tensor, aten.sub_.Tensor, aten.mul_.Tensor,
+                                                 aten.div_.Tensor]))
+def test_in_place_binary_ops_return_their_input(a, b, da, db, scalar, op):
+    x = _meta(a, da)
+    y = 2.5 if scalar else _meta(b[-len(a):] if len(b) > len(a) else b, db)
+    ours = fastmeta.outputs(op, (x, y), {})
+    try:
+        real = op(x, y)
+    except RuntimeError:
+        assert ours is None  # torch rejects it (a shape it cannot broadcast into, a dtype it cannot cast)
+        return
+    assert ours is None or (ours is x and real is x and tuple(x.shape) == a)
+
+
+def test_a_residual_add_in_place_needs_no_kernel():
+    x, y = _meta((2, 8, 4, 4), layout="channels_last"), _meta((2, 8, 4, 4))
+    assert fastmeta.outputs(aten.add_.Tensor, (x, y), {}) is x
+    assert fastmeta.outputs(aten.mul_.Tensor, (x, _meta((8, 1, 1))), {}) is x
+    assert fastmeta.outputs(aten.add_.Tensor, (_meta((8, 1, 1)), x), {}) is None  # cannot grow in place
+
+
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(1, 6), k=st.integers(1, 6), n=st.integers(1, 6), bias_rows=st.booleans(), dtype=dtypes)
 def test_addmm(m, k, n, bias_rows, dtype):

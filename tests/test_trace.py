@@ -198,3 +198,14 @@ def test_a_forward_that_names_the_cpu_runs_on_cpu(cpu_first):
         report = shapecheck.analyze(MakesCpuTensors(cpu_first), "4")
         assert report.device == "cpu" and report.errors == ()
         assert report.outputs == ((2, 4),)
+
+
+def test_paths_are_relative_to_the_working_directory_of_each_analysis(in_repo, monkeypatch):
+    from shapecheck.target import build, parse_target
+
+    model = build(parse_target("examples/quiz_c.py:Net")).model
+    first = shapecheck.analyze(model, "3x64x64")
+    monkeypatch.chdir("examples")
+    second = shapecheck.analyze(model, "3x64x64")
+    assert (first.layer("fc1").defined_at.path, first.errors[0].location.path) == ("examples/quiz_c.py",) * 2
+    assert (second.layer("fc1").defined_at.path, second.errors[0].location.path) == ("quiz_c.py",) * 2
