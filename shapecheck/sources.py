@@ -185,61 +185,61 @@ def _submodule(root: nn.Module, name: str) -> nn.Module | None:
 
 
 def class_location(cls: type) -> Location | None:
-    node, path = _class_node(cls)
-    if node is None or path is None:
-        return None
-    return Location(display_path(path), node.lineno, node.col_offset + 1)
+    site = _class_site(cls)
+    return Location(display_path(site[0]), site[1], site[2] + 1) if site is not None else None
 
 
 @lru_cache(maxsize=1024)
 def _assignments(cls: type, cwd: str) -> dict[str, Assignment]:
     """``self.name = ...`` in ``cls``, with paths as they read from ``cwd``."""
-    node, path = _class_node(cls)
-    if node is None or path is None:
+    site = _class_site(cls)
+    if site is None:
         return {}
-    lines = _lines(path)
+    path, lines = site[0], _lines(site[0])
     found: dict[str, Assignment] = {}
-    for stmt in ast.walk(node):
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else (
-            [stmt.target] if isinstance(stmt, ast.AnnAssign) else [])
-        for target in targets:
-            if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
-                    and target.value.id == "self" and target.attr not in found):
-                found[target.attr] = _assignment(path, lines, target, stmt.value)
+    for attr, line, col, args, keywords in site[3]:
+        found[attr] = Assignment(
+            Location(display_path(path), line, col + 1),
+            tuple(_argument(path, lines, a) for a in args),
+            tuple((key, _argument(path, lines, a)) for key, a in keywords))
     return found
 
 
-def _assignment(path: str, lines: tuple[bytes, ...], target: ast.Attribute, value: ast.expr | None) -> Assignment:
-    location = Location(display_path(path), target.lineno, target.col_offset + 1)
-    if not isinstance(value, ast.Call):
-        return Assignment(location, (), ())
-    keywords = [k for k in value.keywords if k.arg]
-    return Assignment(
-        location,
-        tuple(_argument(path, lines, a) for a in value.args),
-        tuple((k.arg, _argument(path, lines, k.value)) for k in keywords),  # type: ignore[misc]
-    )
+# What is kept of a file's syntax tree: plain tuples of ints, strings and bools, which the
+# garbage collector stops walking, where the trees of a model zoo's files held 100k objects.
+_Range = tuple[int, int, int, int]  # line, column, end line, end column; columns in UTF-8 bytes as ast counts
+_RawArgument = tuple[_Range, bool]  # an argument's source range, and whether it is an integer literal
 
 
-def _argument(path: str, lines: tuple[bytes, ...], node: ast.expr) -> Argument:
-    return Argument(_segment(lines, node), _span(path, lines, node), _literal(node))
+def _range(node: ast.AST, start: tuple[int, int] | None = None) -> _Range:
+    line, col = start or (node.lineno, node.col_offset)  # type: ignore[attr-defined]
+    return line, col, node.end_lineno, node.end_col_offset  # type: ignore[attr-defined,return-value]
 
 
-def _segment(lines: tuple[bytes, ...], node: ast.AST) -> str:
+def _raw_argument(node: ast.expr) -> _RawArgument:
+    return _range(node), _literal(node)
+
+
+def _argument(path: str, lines: tuple[bytes, ...], raw: _RawArgument) -> Argument:
+    return Argument(_segment(lines, raw[0]), _span(path, lines, raw[0]), raw[1])
+
+
+def _segment(lines: tuple[bytes, ...], where: _Range) -> str:
     """ast.get_source_segment, without splitting the whole file again on every call."""
-    first, last = node.lineno - 1, node.end_lineno - 1  # type: ignore[attr-defined,operator]
-    start, end = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
+    first, start, last, end = where[0] - 1, where[1], where[2] - 1, where[3]
     if first == last:
         return lines[first][start:end].decode("utf-8", "replace")
     return b"\n".join([lines[first][start:], *lines[first + 1:last], lines[last][:end]]).decode("utf-8", "replace")
 
 
-def _span(path: str, lines: tuple[bytes, ...], node: ast.AST, start: tuple[int, int] | None = None) -> Span:
+def _span(path: str, lines: tuple[bytes, ...], where: _Range) -> Span:
+    line, col, end_line, end_col = where
+    return Span(display_path(path), line, _column(lines, line, col), end_line, _column(lines, end_line, end_col))
+
+
+def _column(lines: tuple[bytes, ...], line: int, col: int) -> int:
     """ast counts columns in UTF-8 bytes; editors and Python strings count characters."""
-    line, col = start or (node.lineno, node.col_offset)  # type: ignore[attr-defined]
-    end_line, end_col = node.end_lineno, node.end_col_offset  # type: ignore[attr-defined]
-    chars = lambda n, c: len(lines[n - 1][:c].decode("utf-8", "replace"))  # noqa: E731
-    return Span(display_path(path), line, chars(line, col) + 1, end_line, chars(end_line, end_col) + 1)
+    return len(lines[line - 1][:col].decode("utf-8", "replace")) + 1
 
 
 def _literal(node: ast.expr) -> bool:
@@ -259,25 +259,27 @@ def method_call(location: Location, method: str) -> MethodCall | None:
     path = _real_path(location.path)
     if path is None:
         return None
-    node = _method_calls(path).get((location.line, location.column, method))
-    if node is None:
+    found = _method_calls(path).get((location.line, location.column, method))
+    if found is None:
         return None
     lines = _lines(path)
-    receiver = node.func.value  # type: ignore[attr-defined]
-    tail = _span(path, lines, node, start=(receiver.end_lineno, receiver.end_col_offset))
-    return MethodCall(method, tuple(_argument(path, lines, a) for a in node.args), bool(node.keywords), tail)
+    tail, args, keywords = found
+    return MethodCall(method, tuple(_argument(path, lines, a) for a in args), keywords, _span(path, lines, tail))
 
 
 @lru_cache(maxsize=256)
-def _method_calls(path: str) -> dict[tuple[int, int, str], ast.Call]:
-    """Every ``x.method(...)`` call in a file, by (line, column in characters, method)."""
+def _method_calls(path: str) -> dict[tuple[int, int, str], tuple[_Range, tuple[_RawArgument, ...], bool]]:
+    """Every ``x.method(...)`` call in a file, by (line, column in characters, method): the
+    range from the dot after the receiver to the closing parenthesis, the positional
+    arguments, and whether there are keywords."""
     tree, lines = _tree(path), _lines(path)
-    if tree is None:
-        return {}
-    calls: dict[tuple[int, int, str], ast.Call] = {}
-    for node in ast.walk(tree):
+    calls: dict[tuple[int, int, str], tuple[_Range, tuple[_RawArgument, ...], bool]] = {}
+    for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            calls.setdefault((node.lineno, _span(path, lines, node).column, node.func.attr), node)
+            receiver = node.func.value
+            calls.setdefault((node.lineno, _column(lines, node.lineno, node.col_offset), node.func.attr), (
+                _range(node, start=(receiver.end_lineno, receiver.end_col_offset)),  # type: ignore[arg-type]
+                tuple(_raw_argument(a) for a in node.args), bool(node.keywords)))
     return calls
 
 
@@ -320,23 +322,41 @@ def forget() -> None:
     _lines.cache_clear()
     _tree.cache_clear()
     _method_calls.cache_clear()
-    _class_node.cache_clear()
+    _class_site.cache_clear()
     _assigned.cache_clear()
     _assignments.cache_clear()
     _attribute_site.cache_clear()
 
 
 @lru_cache(maxsize=1024)
-def _class_node(cls: type) -> tuple[ast.ClassDef | None, str | None]:
+def _class_site(cls: type) -> tuple[str, int, int, tuple] | None:
+    """Where ``cls`` is defined (path, line, column in bytes), and each first ``self.attr = value``
+    in it: (attr, line, column, positional arguments, keyword arguments) of the value's call."""
     try:
         path = inspect.getsourcefile(cls)
     except (TypeError, OSError):
-        return None, None
+        return None
     if path is None or not os.path.exists(path):
-        return None, None
+        return None
     names = [n for n in cls.__qualname__.split(".") if n != "<locals>"]
     tree = _tree(path)
-    return (_find_class(tree, names), path) if tree is not None else (None, None)
+    node = _find_class(tree, names) if tree is not None else None
+    if node is None:
+        return None
+    assignments: dict[str, tuple] = {}
+    for stmt in ast.walk(node):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else (
+            [stmt.target] if isinstance(stmt, ast.AnnAssign) else [])
+        for target in targets:
+            if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                    and target.value.id == "self" and target.attr not in assignments):
+                value = stmt.value
+                call = value if isinstance(value, ast.Call) else None
+                assignments[target.attr] = (
+                    target.attr, target.lineno, target.col_offset,
+                    tuple(_raw_argument(a) for a in call.args) if call else (),
+                    tuple((k.arg, _raw_argument(k.value)) for k in call.keywords if k.arg) if call else ())
+    return path, node.lineno, node.col_offset, tuple(assignments.values())
 
 
 def _find_class(tree: ast.AST, names: list[str]) -> ast.ClassDef | None:
@@ -358,7 +378,7 @@ def _lines(path: str) -> tuple[bytes, ...]:
     return tuple(line.encode("utf-8") for line in _source(path).split("\n"))
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=8)  # the caches above keep what they need: a tree is only held while a file is read
 def _tree(path: str) -> ast.Module | None:
     try:
         return ast.parse(_source(path))

@@ -209,3 +209,17 @@ def test_paths_are_relative_to_the_working_directory_of_each_analysis(in_repo, m
     second = shapecheck.analyze(model, "3x64x64")
     assert (first.layer("fc1").defined_at.path, first.errors[0].location.path) == ("examples/quiz_c.py",) * 2
     assert (second.layer("fc1").defined_at.path, second.errors[0].location.path) == ("quiz_c.py",) * 2
+
+
+def test_flop_counts_equal_torchs_flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.Flatten(),
+                          nn.Linear(8 * 7 * 7, 10))
+    mha = nn.MultiheadAttention(16, 4, batch_first=True)
+    for module, spec, x in ((model, "3x16x16", torch.randn(2, 3, 16, 16)),
+                            (mha, ["5x16"] * 3, None)):
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            module(x) if x is not None else module(*(torch.randn(2, 5, 16),) * 3)
+        assert shapecheck.analyze(module, spec).totals.macs * 2 == counter.get_total_flops() > 0
