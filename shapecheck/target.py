@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._device import DeviceContext, _device_constructors
 
 from shapecheck.errors import UsageError
 from shapecheck.pause import collector_paused
@@ -118,7 +119,7 @@ def construct(factory: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
     ``init_empty_weights`` does it. Only when that fails too is the model built on CPU.
     """
     try:
-        with torch.device("meta"), _no_meta_init():
+        with _MetaDevice(), _no_meta_init():
             return factory(*args, **kwargs), "meta"
     except Exception:
         pass
@@ -128,6 +129,34 @@ def construct(factory: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
     except Exception:
         return factory(*args, **kwargs), "cpu"
 
+
+class _MetaDevice(DeviceContext):
+    """``with torch.device("meta")``, without writing values that meta tensors do not have.
+
+    On meta, ``torch.zeros`` and ``torch.ones`` run torch's Python meta kernels to make what
+    ``torch.empty`` makes, and BatchNorm's ``zero_``/``fill_`` of its statistics dispatch for
+    nothing: a tenth of building the torchvision zoo. A DeviceContext, so that
+    ``torch.get_default_device()`` still says meta inside; it replaces torch's own, so a
+    constructor's torch calls pass through one Python mode, as before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("meta")
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _device_constructors() and kwargs.get("device") is None:
+            kwargs["device"] = self.device
+        if func in _BLANK_FACTORIES and kwargs["device"] == self.device:
+            return torch.empty(*args, **kwargs)
+        if func in _FILLS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta \
+                and not (args[0].requires_grad and torch.is_grad_enabled()):  # torch's own error then
+            return args[0]
+        return func(*args, **kwargs)
+
+
+_BLANK_FACTORIES = frozenset({torch.zeros, torch.ones})
+_FILLS = frozenset({torch.Tensor.zero_, torch.Tensor.fill_, torch.Tensor.normal_, torch.Tensor.uniform_})
 
 # Every nn.init function only writes values. transformers' no_init_weights skips the same list.
 _INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",

@@ -66,3 +66,25 @@ def test_a_disabled_collector_stays_disabled():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+class AsksTheDevice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(8)
+        self.register_buffer("table", torch.ones(3, 4, dtype=torch.float16, device=torch.get_default_device()))
+        self.register_buffer("cpu_ones", torch.ones(2, device="cpu"))  # a device named outright
+        self.scale = nn.Parameter(torch.zeros(5).fill_(2.0))
+
+
+def test_value_writes_are_skipped_on_meta_and_only_there():
+    model, device = construct(AsksTheDevice)
+    assert device == "meta"
+    shapes = {k: (tuple(t.shape), t.dtype, t.device.type) for k, t in model.state_dict(keep_vars=True).items()}
+    assert shapes == {
+        "scale": ((5,), torch.float32, "meta"), "norm.weight": ((8,), torch.float32, "meta"),
+        "norm.bias": ((8,), torch.float32, "meta"), "norm.running_mean": ((8,), torch.float32, "meta"),
+        "norm.running_var": ((8,), torch.float32, "meta"), "norm.num_batches_tracked": ((), torch.int64, "meta"),
+        "table": ((3, 4), torch.float16, "meta"), "cpu_ones": ((2,), torch.float32, "cpu")}
+    assert torch.equal(model.cpu_ones, torch.ones(2))
+    assert model.scale.requires_grad
