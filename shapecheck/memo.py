@@ -35,12 +35,8 @@ class Memo:
         self.capacity = capacity
 
     def key(self, func: Any, args: tuple, kwargs: dict) -> tuple | None:
-        if not _pure(func):
-            return None
-        try:
-            return (func, _key(args), _key(tuple(sorted(kwargs.items()))) if kwargs else ())
-        except _Unkeyable:
-            return None
+        """The key of an aten op; None for one whose outputs alias or write its inputs."""
+        return _call_key(func, args, kwargs) if _pure(func) else None
 
     def module_key(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
         """The key of a call of a torch.nn leaf; None when its state holds anything unkeyable."""
@@ -53,12 +49,7 @@ class Memo:
 
     def call_key(self, func: Any, args: tuple, kwargs: dict) -> tuple | None:
         """The key of a torch function called by the model's forward; None for one that writes."""
-        if "out" in kwargs or _writes(func):
-            return None
-        try:
-            return (func, _key(args), _key(tuple(sorted(kwargs.items()))) if kwargs else ())
-        except _Unkeyable:
-            return None
+        return None if "out" in kwargs or _writes(func) else _call_key(func, args, kwargs)
 
     def replay(self, key: tuple, inputs: Sequence[torch.Tensor] = ()) -> tuple[Any, int] | None:
         """The outputs and FLOPs of the call recorded under ``key``; an output that was one
@@ -87,6 +78,13 @@ def shared() -> Memo:
 
 class _Unkeyable(Exception):
     pass
+
+
+def _call_key(func: Any, args: tuple, kwargs: dict) -> tuple | None:
+    try:
+        return (func, _key(args), _key(tuple(sorted(kwargs.items()))) if kwargs else ())
+    except _Unkeyable:
+        return None
 
 
 _WRITING_DUNDERS = frozenset({
