@@ -128,7 +128,7 @@ class Argument:
     literal: bool  # an integer, or integers joined by + - * // (what --fix may rewrite)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per assignment in the source: its identity is its key
 class Assignment:
     """``self.<attr> = <call>`` in a class body: where, and the call's arguments as written."""
 

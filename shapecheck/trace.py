@@ -511,8 +511,12 @@ def _freeze(index: int, row: _Row, root: nn.Module, modules: dict[str, nn.Module
     )
 
 
+@lru_cache(maxsize=4096)
 def _named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, Any], ...]:
-    """The author's own arguments: ``("src:in_features", "20 * 12 * 12")`` and, for --fix, its Argument."""
+    """The author's own arguments: ``("src:in_features", "20 * 12 * 12")`` and, for --fix, its Argument.
+
+    One tuple per (class, assignment), shared by every row of it: a zoo's rows repeat a few.
+    """
     params = _init_parameters(cls)
     if params is None:
         return ()
