@@ -4,13 +4,11 @@ from __future__ import annotations
 import gc
 import threading
 
-import pytest
 import torch
 from torch import nn
+from torchvision import models as tv
 
 from shapecheck.target import construct
-
-tv = pytest.importorskip("torchvision.models")
 
 
 class Initialised(nn.Module):

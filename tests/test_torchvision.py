@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision import models as tv
 
 import shapecheck
 from shapecheck.verify import real_module_shapes, traced_module_shapes, unique_params
-
-tv = pytest.importorskip("torchvision.models")
 
 MODELS = [
     ("resnet18", 224), ("resnet50", 224), ("vgg11_bn", 224), ("mobilenet_v3_small", 224),
