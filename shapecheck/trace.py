@@ -159,8 +159,7 @@ class _Tracer:
             return call(module, *args, **kwargs)
         frame = sources.user_frame(sys._getframe(2))
         with torch._C.DisableTorchFunction():  # our own reads of .shape are not the model's ops
-            tensors = [args[0]] if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor) \
-                else _tensors((args, kwargs))
+            tensors = _arg_tensors(args, kwargs)
             index = self.open(self._module_row(module, name, tensors, frame))
         try:
             out = self._leaf(index, call, module, args, kwargs, tensors) if _opaque(module) \
@@ -249,7 +248,7 @@ class _Tracer:
 
     # -- functional ops -----------------------------------------------------------------
     def function_call(self, func: Any, args: tuple, kwargs: dict, frame: Any) -> Any:
-        tensors = _tensors((args, kwargs))
+        tensors = _arg_tensors(args, kwargs)
         name, kind = _op_names(func)
         index = self.open(_Row(
             name=name, type=kind, kind="function", depth=len(self.stack), parent=self.parent(),
@@ -680,6 +679,13 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     found: list[torch.Tensor] = []
     _collect(obj, found, 0)
     return found
+
+
+def _arg_tensors(args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    """``_tensors((args, kwargs))``, without the walk for the commonest call: one tensor."""
+    if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+        return [args[0]]
+    return _tensors((args, kwargs))
 
 
 def _collect(obj: Any, found: list[torch.Tensor], depth: int) -> None:
