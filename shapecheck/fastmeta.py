@@ -15,8 +15,23 @@ from typing import Any
 
 import torch
 
-aten = torch.ops.aten
+from shapecheck import torchapi
+
 Rule = Callable[..., Any]
+
+
+class MatmulMismatch(RuntimeError):
+    """Two matrices whose inner sizes differ. Our words, not a copy of torch's: a release may
+    change its text, and nothing reads this one but a person."""
+
+    def __init__(self, left: tuple[int, ...], right: tuple[int, ...]) -> None:
+        self.left, self.right = left, right
+        super().__init__(f"matrix product of {_text(left)} and {_text(right)}: "
+                         f"inner sizes {left[-1]} and {right[0]} differ")
+
+
+def _text(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
 
 
 def _dense_like(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
@@ -87,9 +102,8 @@ def _addmm(bias: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, *_: Any, **__
     if m1.dim() != 2 or m2.dim() != 2 or not m1.is_floating_point() or len({bias.dtype, m1.dtype, m2.dtype}) != 1:
         return None
     if m1.shape[1] != m2.shape[0]:
-        # torch's words; its own meta kernel would import sympy (0.4 s) just to raise this.
-        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
-                           f"({m1.shape[0]}x{m1.shape[1]} and {m2.shape[0]}x{m2.shape[1]})")
+        # torch's own meta kernel would import torch._dynamo (1.5 s) just to raise this.
+        raise MatmulMismatch(tuple(m1.shape), tuple(m2.shape))
     out = (m1.shape[0], m2.shape[1])
     if _broadcast(tuple(bias.shape), out) != out:
         return None
@@ -218,25 +232,23 @@ def _each(value: Any, rank: int) -> list[int]:
     return values * rank if len(values) == 1 else values
 
 
-RULES: dict[Any, Rule] = {
-    **{op: _unary for op in (aten.relu.default, aten.gelu.default, aten.hardsigmoid.default, aten.sigmoid.default,
-                             aten.silu.default, aten.tanh.default, aten.hardswish.default)},
-    **{op: _inplace for op in (aten.relu_.default, aten.hardswish_.default, aten.silu_.default,
-                               aten.hardsigmoid_.default, aten.hardtanh_.default)},
-    **{op: _binary for op in (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor,
-                              aten.mul.Scalar, aten.add.Scalar)},
-    **{op: _binary_inplace for op in (aten.add_.Tensor, aten.sub_.Tensor, aten.mul_.Tensor, aten.div_.Tensor,
-                                      aten.add_.Scalar, aten.mul_.Scalar)},
-    aten.addmm.default: _addmm,
-    aten.convolution.default: _convolution,
-    aten.max_pool2d_with_indices.default: _max_pool2d,
-    aten.native_batch_norm.default: _batch_norm,
-    aten.native_layer_norm.default: _layer_norm,
-    aten.mean.dim: _reduce,
-    aten.cat.default: _cat,
-    aten._softmax.default: _softmax,
-    aten._safe_softmax.default: _softmax,
-}
+_FAMILIES: tuple[tuple[Rule, tuple[str, ...]], ...] = (
+    (_unary, ("relu", "gelu", "hardsigmoid", "sigmoid", "silu", "tanh", "hardswish")),
+    (_inplace, ("relu_", "hardswish_", "silu_", "hardsigmoid_", "hardtanh_")),
+    (_binary, ("add.Tensor", "sub.Tensor", "mul.Tensor", "div.Tensor", "mul.Scalar", "add.Scalar")),
+    (_binary_inplace, ("add_.Tensor", "sub_.Tensor", "mul_.Tensor", "div_.Tensor", "add_.Scalar",
+                       "mul_.Scalar")),
+    (_addmm, ("addmm",)),
+    (_convolution, ("convolution",)),
+    (_max_pool2d, ("max_pool2d_with_indices",)),
+    (_batch_norm, ("native_batch_norm",)),
+    (_layer_norm, ("native_layer_norm",)),
+    (_reduce, ("mean.dim",)),
+    (_cat, ("cat",)),
+    (_softmax, ("_softmax", "_safe_softmax")),  # _safe_softmax: torch 2.5 and later
+)
+# Only the ops this torch release has: the others run torch's own kernels.
+RULES: dict[Any, Rule] = {op: rule for rule, names in _FAMILIES for op in torchapi.aten_ops(names)}
 
 
 def outputs(func: Any, args: tuple, kwargs: dict) -> Any:

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._device import DeviceContext, _device_constructors
 
 from shapecheck.errors import UsageError
+from shapecheck import torchapi
 from shapecheck.pause import collector_paused
 from shapecheck.sources import display_path, traceback_location
 
@@ -130,7 +130,7 @@ def construct(factory: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
         return factory(*args, **kwargs), "cpu"
 
 
-class _MetaDevice(DeviceContext):
+class _MetaDevice(torchapi.DeviceMode):
     """``with torch.device("meta")``, without writing values that meta tensors do not have.
 
     On meta, ``torch.zeros`` and ``torch.ones`` run torch's Python meta kernels to make what
@@ -145,7 +145,7 @@ class _MetaDevice(DeviceContext):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if func in _device_constructors() and kwargs.get("device") is None:
+        if func in _CONSTRUCTORS and kwargs.get("device") is None:
             kwargs["device"] = self.device
         if func in _BLANK_FACTORIES and kwargs["device"] == self.device:
             return torch.empty(*args, **kwargs)
@@ -155,6 +155,7 @@ class _MetaDevice(DeviceContext):
         return func(*args, **kwargs)
 
 
+_CONSTRUCTORS = torchapi.device_constructors()
 _BLANK_FACTORIES = frozenset({torch.zeros, torch.ones})
 _FILLS = frozenset({torch.Tensor.zero_, torch.Tensor.fill_, torch.Tensor.normal_, torch.Tensor.uniform_})
 
@@ -189,7 +190,7 @@ def _no_meta_init() -> Iterator[None]:
 def _skipping_meta(init: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(init)
     def skip(tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        with torch._C.DisableTorchFunction():  # is_meta would ask the device mode, 4x the cost
+        with torchapi.no_torch_function():  # is_meta would ask the device mode, 4x the cost
             meta = isinstance(tensor, torch.Tensor) and tensor.is_meta
         if meta:
             return tensor

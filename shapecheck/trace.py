@@ -18,10 +18,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode, resolve_name
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
-from shapecheck import fastmeta, memo, sources
+from shapecheck import fastmeta, memo, sources, torchapi
 from shapecheck.memo import Memo
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
@@ -39,14 +37,8 @@ _IGNORED = frozenset({
     torch.Tensor.__hash__, torch.Tensor.__eq__, torch.Tensor.data_ptr, torch.Tensor.untyped_storage,
     torch.Tensor.get_device, torch.Tensor.storage_offset,
 })
-# The factories that `with torch.device(...)` redirects (torch.utils._device).
-_CONSTRUCTORS = frozenset({
-    torch.empty, torch.empty_permuted, torch.empty_strided, torch.ones, torch.zeros, torch.full,
-    torch.arange, torch.range, torch.linspace, torch.logspace, torch.eye, torch.rand, torch.randn,
-    torch.randint, torch.randperm, torch.tensor, torch.as_tensor, torch.asarray, torch.scalar_tensor,
-    torch.tril_indices, torch.triu_indices, torch.bartlett_window, torch.blackman_window,
-    torch.hamming_window, torch.hann_window, torch.kaiser_window, torch.fft.fftfreq, torch.fft.rfftfreq,
-})
+# The factories that `with torch.device(...)` redirects.
+_CONSTRUCTORS = torchapi.device_constructors()
 _OPERATORS = {
     "add": "+", "radd": "+", "iadd": "+=", "sub": "-", "rsub": "-", "isub": "-=",
     "mul": "*", "rmul": "*", "imul": "*=", "truediv": "/", "rtruediv": "/", "itruediv": "/=",
@@ -158,7 +150,7 @@ class _Tracer:
         if name is None or self.suspended:
             return call(module, *args, **kwargs)
         frame = sources.user_frame(sys._getframe(2))
-        with torch._C.DisableTorchFunction():  # our own reads of .shape are not the model's ops
+        with torchapi.no_torch_function():  # our own reads of .shape are not the model's ops
             tensors = _arg_tensors(args, kwargs)
             index = self.open(self._module_row(module, name, tensors, frame))
         try:
@@ -170,14 +162,14 @@ class _Tracer:
         except Exception as exc:
             raise_if_needs_values(exc)
             out = self._recover_module(index, call, module, args, kwargs, exc)
-        with torch._C.DisableTorchFunction():
+        with torchapi.no_torch_function():
             self.close(index, out)
         return out
 
     def _leaf(self, index: int, call: Any, module: nn.Module, args: tuple, kwargs: dict,
               inputs: list[torch.Tensor]) -> Any:
         """Run a plain torch.nn leaf, or replay its outputs and FLOPs from an identical call."""
-        with torch._C.DisableTorchFunction():
+        with torchapi.no_torch_function():
             key = self.memo.module_key(module, args, kwargs) if self.memo is not None else None
             return self._memoized(index, key, inputs, lambda: call(module, *args, **kwargs))
 
@@ -186,7 +178,7 @@ class _Tracer:
 
         A call that opened rows of its own is not recorded: a replay could not open them.
         """
-        with torch._C._DisableTorchDispatch():  # the replay's own empty_strided is not the model's
+        with torchapi.no_torch_dispatch():  # the replay's own empty_strided is not the model's
             hit = self.memo.replay(key, inputs) if key is not None else None  # type: ignore[union-attr]
         if hit is not None:
             self.add_flops(hit[1])
@@ -226,7 +218,7 @@ class _Tracer:
             self._fail(index, kind, exc, location, None, recovered=False)
             raise _Abort from exc
         self._fail(index, "shape", exc, None, expected, recovered=True)
-        if isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm):
+        if isinstance(module, torchapi.NormBase | nn.GroupNorm):
             # Norms keep their input's shape: the layers after it see what the layer before produced.
             return torch.empty_like(x)
         fixed = torch.empty(expected, dtype=x.dtype, device=x.device)
@@ -309,19 +301,13 @@ class _FunctionMode(TorchFunctionMode):
         return self.tracer.function_call(func, args, kwargs, frame)
 
 
-class _FlopMode(TorchDispatchMode):
+class _FlopMode(torchapi.DispatchMode):
     """Attribute FLOPs to every open row, with torch.utils.flop_counter's own formulas, and
     replay the meta kernels of ops already seen with the same input metadata."""
 
     def __init__(self, tracer: _Tracer) -> None:
         super().__init__()
         self.tracer, self.memo = tracer, tracer.memo
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        # torch wraps a mode's __torch_dispatch__ in _disable_dynamo by default, and the first
-        # call then imports all of torch._dynamo (1.2-1.8 s). A trace never runs compiled code.
-        return False
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -332,7 +318,7 @@ class _FlopMode(TorchDispatchMode):
         else:
             fast = fastmeta.outputs(func, args, kwargs)
             out = fast if fast is not None else func(*args, **kwargs)
-            flops = _flops(func, args, kwargs, out)
+            flops = torchapi.flops(func, args, kwargs, out)
             if key is not None:
                 self.memo.store(key, out, flops)  # type: ignore[union-attr]
         self.tracer.add_flops(flops)
@@ -366,29 +352,6 @@ class Walk:
 def walk(model: nn.Module) -> Walk:
     tree = module_tree(model)
     return Walk(tree, param_counts(model, tree))
-
-
-def _flops(func: Any, args: tuple, kwargs: dict, out: Any) -> int:
-    """torch.utils.flop_counter's count for one op.
-
-    Most formulas are wrapped to take shapes in place of tensors, through a pytree map that
-    cost more than the formula; the plain lists and tuples of aten arguments map directly.
-    """
-    formula = flop_registry.get(func._overloadpacket)
-    if formula is None:
-        return 0
-    if getattr(formula, "__qualname__", "") != "shape_wrapper.<locals>.nf":
-        return formula(*args, **kwargs, out_val=out)
-    return formula.__wrapped__(*_shapes(args), out_shape=_shapes(out),
-                               **{k: _shapes(v) for k, v in kwargs.items()})
-
-
-def _shapes(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.shape
-    if type(value) is tuple or type(value) is list:
-        return type(value)(_shapes(v) for v in value)
-    return value
 
 
 def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode = "eval",
@@ -590,10 +553,8 @@ def _opaque(module: nn.Module) -> bool:
     cls = type(module)
     if cls not in _TORCH_NN:
         _TORCH_NN[cls] = cls.__module__.startswith("torch.nn.modules.")
-    hooks = nn.modules.module
     return _TORCH_NN[cls] and not module._modules and not module._forward_hooks \
-        and not module._forward_pre_hooks and not getattr(hooks, "_global_forward_hooks", None) \
-        and not getattr(hooks, "_global_forward_pre_hooks", None)
+        and not module._forward_pre_hooks and not torchapi.global_module_hooks()
 
 
 _TORCH_NN: dict[type, bool] = {}
@@ -615,9 +576,9 @@ def _expected_input(module: nn.Module, x: torch.Tensor) -> Shape | None:
 
 
 def _declared_channels(module: nn.Module) -> int | None:
-    if isinstance(module, nn.modules.conv._ConvNd):
+    if isinstance(module, torchapi.ConvNd):
         return module.in_channels
-    if isinstance(module, nn.modules.batchnorm._NormBase):
+    if isinstance(module, torchapi.NormBase):
         return module.num_features
     if isinstance(module, nn.GroupNorm):
         return module.num_channels
@@ -631,7 +592,7 @@ def module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:
     values = vars(module)
     attrs = [(key, values[key]) for key in _RECORDED_ATTRS
              if key in values and isinstance(values[key], _ATTR_TYPES)]
-    if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
+    if isinstance(module, nn.Linear | torchapi.ConvNd):
         attrs.append(("bias", module.bias is not None))
     return tuple(attrs)
 

@@ -1,0 +1,112 @@
+"""Every use of torch's private API, in one place, each with feature detection.
+
+shapecheck supports a range of torch releases (see pyproject.toml and docs/compat.md). The
+names below are not part of torch's public API and have moved or appeared between
+releases. Each is looked up once here; where one is missing, shapecheck falls back to
+torch's own public behaviour (slower, never wrong) instead of failing at import.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+# Dispatch-level modes: torch.utils._python_dispatch since torch 1.13, unchanged through 2.15.
+from torch.utils._python_dispatch import TorchDispatchMode
+
+aten = torch.ops.aten
+
+# Base classes that torch.nn keeps private but every layer of a family derives from.
+ConvNd: type = nn.modules.conv._ConvNd
+ConvTransposeNd: type = nn.modules.conv._ConvTransposeNd
+NormBase: type = nn.modules.batchnorm._NormBase  # BatchNorm*d and InstanceNorm*d
+LazyMixin: type = nn.modules.lazy.LazyModuleMixin
+
+
+def no_torch_function() -> AbstractContextManager[Any]:
+    """Run our own tensor reads (``.shape``, ``is_meta``) without the active function modes."""
+    return torch._C.DisableTorchFunction()
+
+
+def no_torch_dispatch() -> AbstractContextManager[Any]:
+    """Make tensors without the active dispatch modes seeing them (a memo replay)."""
+    disable = getattr(torch._C, "_DisableTorchDispatch", None)
+    return disable() if disable is not None else nullcontext()
+
+
+class DispatchMode(TorchDispatchMode):
+    """A dispatch mode whose handler torch does not wrap in ``_disable_dynamo``.
+
+    torch wraps a subclass's ``__torch_dispatch__`` when the class is created, unless
+    ``_should_skip_dynamo`` says no; the first call of a wrapped handler imports all of
+    torch._dynamo (1.2-1.8 s), although a trace never runs compiled code. Releases without
+    the hook never wrap, and ignore the method.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+
+def global_module_hooks() -> bool:
+    """Whether any process-wide forward (pre-)hook is registered (nn.modules.module's globals)."""
+    module = nn.modules.module
+    return bool(getattr(module, "_global_forward_hooks", None)
+                or getattr(module, "_global_forward_pre_hooks", None))
+
+
+# -- device redirection -----------------------------------------------------------------
+# torch.utils._device since torch 2.0: a function mode that torch.get_default_device() reads.
+from torch.utils._device import DeviceContext as DeviceMode  # noqa: E402,F401 - re-exported
+from torch.utils._device import _device_constructors  # noqa: E402
+
+
+def device_constructors() -> frozenset[Any]:
+    """The factories that ``with torch.device(...)`` redirects to that device."""
+    return frozenset(_device_constructors())
+
+
+# -- FLOP formulas ----------------------------------------------------------------------
+try:
+    from torch.utils.flop_counter import flop_registry as _flop_registry
+except ImportError:  # pragma: no cover
+    _flop_registry = {}
+
+
+def flops(func: Any, args: tuple, kwargs: dict, out: Any) -> int:
+    """torch.utils.flop_counter's count for one aten op; 0 for an op it has no formula for."""
+    packet = getattr(func, "_overloadpacket", None)
+    formula = _flop_registry.get(packet)
+    if formula is None:
+        return 0
+    inner = getattr(formula, "__wrapped__", None)
+    if inner is None or getattr(formula, "__qualname__", "") != "shape_wrapper.<locals>.nf":
+        return formula(*args, **kwargs, out_val=out)
+    # Most formulas are wrapped to take shapes in place of tensors, through a pytree map
+    # that costs more than the formula: the plain lists and tuples of aten arguments map
+    # directly.
+    return inner(*_shapes(args), out_shape=_shapes(out), **{k: _shapes(v) for k, v in kwargs.items()})
+
+
+def _shapes(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.shape
+    if type(value) is tuple or type(value) is list:
+        return type(value)(_shapes(v) for v in value)
+    return value
+
+
+# -- aten ops ---------------------------------------------------------------------------
+def aten_ops(names: Iterable[str]) -> list[Any]:
+    """The overloads named ``"packet.overload"`` that this release has (``_safe_softmax``
+    arrived in torch 2.5), in order; the rest are left out."""
+    found = []
+    for name in names:
+        packet, _, overload = name.partition(".")
+        op = getattr(getattr(aten, packet, None), overload or "default", None)
+        if op is not None:
+            found.append(op)
+    return found
