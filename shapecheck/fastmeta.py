@@ -30,6 +30,15 @@ class MatmulMismatch(RuntimeError):
                          f"inner sizes {left[-1]} and {right[0]} differ")
 
 
+class ChannelMismatch(RuntimeError):
+    """A transposed convolution fed other channels than its weight's first dimension."""
+
+    def __init__(self, given: tuple[int, ...], weight: tuple[int, ...]) -> None:
+        self.given, self.weight = given, weight
+        super().__init__(f"transposed convolution with weight {_text(weight)} expects {weight[0]} input "
+                         f"channels but receives {_text(given)} with {given[1]}")
+
+
 def _text(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
@@ -171,19 +180,31 @@ def _convolution(x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: list[
                  dilation: list[int], transposed: bool, output_padding: list[int], groups: int,
                  **__: Any) -> torch.Tensor | None:
     rank = weight.dim() - 2
-    if transposed or x.dim() != weight.dim() or rank < 1 or not x.is_floating_point() \
+    if transposed and x.dim() == weight.dim() and x.shape[1] != weight.shape[0]:
+        # torch's meta kernel accepts this (its CPU and CUDA kernels do not): say it here.
+        raise ChannelMismatch(tuple(x.shape), tuple(weight.shape))
+    receives = weight.shape[0] if transposed else weight.shape[1] * groups
+    if x.dim() != weight.dim() or rank < 1 or not x.is_floating_point() \
             or x.stride() != _contiguous(x.shape) or weight.stride() != _contiguous(weight.shape) \
-            or x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups \
-            or (bias is not None and tuple(bias.shape) != (weight.shape[0],)) or x.dtype != weight.dtype:
+            or x.shape[1] != receives or weight.shape[0] % groups \
+            or (bias is not None and tuple(bias.shape) != (_out_channels(weight, transposed, groups),)) \
+            or x.dtype != weight.dtype:
         return None
     sizes = []
-    for n, k, st, p, d in zip(x.shape[2:], weight.shape[2:], _each(stride, rank), _each(padding, rank),
-                              _each(dilation, rank)):
-        out = (n + 2 * p - d * (k - 1) - 1) // st + 1
+    for n, k, st, p, d, op in zip(x.shape[2:], weight.shape[2:], _each(stride, rank), _each(padding, rank),
+                                  _each(dilation, rank), _each(output_padding, rank)):
+        if transposed and op >= max(st, d):
+            return None  # torch's own "output padding must be smaller than either stride or dilation"
+        out = (n - 1) * st - 2 * p + d * (k - 1) + op + 1 if transposed else (n + 2 * p - d * (k - 1) - 1) // st + 1
         if out < 1:
             return None  # torch's own "kernel size can't be greater than input size"
         sizes.append(out)
-    return torch.empty((x.shape[0], weight.shape[0], *sizes), dtype=x.dtype, device="meta")
+    return torch.empty((x.shape[0], _out_channels(weight, transposed, groups), *sizes), dtype=x.dtype,
+                       device="meta")
+
+
+def _out_channels(weight: torch.Tensor, transposed: bool, groups: int) -> int:
+    return weight.shape[1] * groups if transposed else weight.shape[0]
 
 
 def _max_pool2d(x: torch.Tensor, kernel: list[int], stride: list[int] | None = None, padding: Any = 0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import sysconfig
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ _PLUMBING = tuple(
               "functional.py", "_tensor.py", "utils/_contextlib.py", "_compile.py")
 )
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+# Installed code that is not the user's: a location there helps no one edit their model.
+_LIBRARIES = tuple(sorted({os.path.join(sysconfig.get_paths()[key], "") for key in ("stdlib", "purelib", "platlib")}))
 
 
 def display_path(path: str) -> str:
@@ -78,17 +81,20 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
 
 
 def frame_location(frame: FrameType) -> Location:
-    return _instruction_location(frame.f_code, frame.f_lasti, frame.f_lineno, _cwd())
+    code = frame.f_code
+    return _instruction_location(code, code.co_filename, frame.f_lasti, frame.f_lineno, _cwd())
 
 
 @lru_cache(maxsize=16384)
-def _instruction_location(code: CodeType, lasti: int, line: int, cwd: str) -> Location:
+def _instruction_location(code: CodeType, path: str, lasti: int, line: int, cwd: str) -> Location:
     # What inspect.getframeinfo(frame).positions computes, without reading the source file.
     # One Location per call site: a trace meets the same few sites on thousands of rows.
+    # ``path`` is part of the key because code objects compare equal across files when
+    # their text is the same (two copies of one model file).
     positions = _positions(code)
     index = max(lasti, 0) // 2
     column = (positions[index][2] or 0) + 1 if index < len(positions) else 1
-    return Location(_display_path(code.co_filename, cwd), line, column)
+    return Location(_display_path(path, cwd), line, column)
 
 
 @lru_cache(maxsize=4096)
@@ -97,17 +103,38 @@ def _positions(code: CodeType) -> tuple[tuple[int | None, ...], ...]:
 
 
 def traceback_location(exc: BaseException) -> Location | None:
-    """The innermost frame of the user's own code in an exception's traceback."""
+    """The innermost frame of the user's own code in an exception's traceback: never a
+    line inside torch, another installed package or the standard library."""
     found = None
     tb = exc.__traceback__
     while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if not name.startswith((_SELF_DIR, _TORCH_DIR)) and not name.startswith("<"):
+        if _is_user_file(tb.tb_frame.f_code.co_filename):
             positions = inspect.getframeinfo(tb, context=0).positions
             column = (positions.col_offset or 0) + 1 if positions else 1
-            found = Location(display_path(name), tb.tb_lineno, column)
+            found = Location(display_path(tb.tb_frame.f_code.co_filename), tb.tb_lineno, column)
         tb = tb.tb_next
     return found
+
+
+def raised_by_user(exc: BaseException) -> bool:
+    """Whether the user's own code raised ``exc``, rather than torch or a library it called.
+
+    The innermost frame that is not shapecheck's decides: a failure inside torch (an
+    IndexError from ``flatten(2)`` on a 2-D tensor, an assertion in MultiheadAttention) is
+    a shape error of the model, whatever the exception's type.
+    """
+    last = None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not name.startswith(_SELF_DIR):
+            last = name
+        tb = tb.tb_next
+    return last is not None and _is_user_file(last)
+
+
+def _is_user_file(path: str) -> bool:
+    return not path.startswith((_SELF_DIR, _TORCH_DIR, *_LIBRARIES)) and not path.startswith("<")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import inspect
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode, resolve_name
 
-from shapecheck import fastmeta, memo, sources, torchapi
+from shapecheck import fastmeta, memo, recovery, sources, torchapi
 from shapecheck.memo import Memo
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
@@ -44,12 +44,12 @@ _OPERATORS = {
     "mul": "*", "rmul": "*", "imul": "*=", "truediv": "/", "rtruediv": "/", "itruediv": "/=",
     "matmul": "@", "rmatmul": "@", "getitem": "[]", "pow": "**", "neg": "-x",
 }
-_CODE_ERRORS = (NameError, AttributeError, ImportError, TypeError, KeyError, IndexError,
-                AssertionError, ZeroDivisionError, UnboundLocalError)
 _ATTR_TYPES = (int, float, bool, str, tuple)
 _RECORDED_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "kernel_size",
                    "stride", "padding", "dilation", "groups", "num_features", "ceil_mode",
-                   "output_size", "num_embeddings", "embedding_dim", "normalized_shape", "dim")
+                   "output_size", "num_embeddings", "embedding_dim", "normalized_shape", "dim",
+                   "input_size", "hidden_size", "batch_first", "embed_dim", "kdim", "vdim",
+                   "num_heads", "num_channels", "output_padding", "scale_factor", "size", "mode")
 
 
 class NeedsValues(Exception):
@@ -69,8 +69,9 @@ class Failure:
     exception: str
     message: str
     location: Location | None
-    expected: Shape | None
+    expected: Shape | None  # the first input's shape as the layer declared it, when it recovered
     recovered: bool
+    how: str = "declared"  # "channels_last": the raw input was read as [B, H, W, C]
 
 
 @dataclass(frozen=True)
@@ -210,33 +211,42 @@ class _Tracer:
 
     def _recover_module(self, index: int, call: Any, module: nn.Module, args: tuple,
                         kwargs: dict, exc: Exception) -> Any:
-        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        expected = _expected_input(module, x) if x is not None else None
-        kind = "code" if isinstance(exc, _CODE_ERRORS) else "shape"
-        location = sources.traceback_location(exc) if kind == "code" else None
-        if expected is None or x is None:
-            self._fail(index, kind, exc, location, None, recovered=False)
+        if sources.raised_by_user(exc):
+            self._fail(index, "code", exc, sources.traceback_location(exc), None, recovered=False)
             raise _Abort from exc
-        self._fail(index, "shape", exc, None, expected, recovered=True)
-        if isinstance(module, torchapi.NormBase | nn.GroupNorm):
-            # Norms keep their input's shape: the layers after it see what the layer before produced.
-            return torch.empty_like(x)
-        fixed = torch.empty(expected, dtype=x.dtype, device=x.device)
+        with torchapi.no_torch_function():
+            first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            from_input = first is not None and self.producers.get(id(first)) is None
+            repair = recovery.for_module(module, args, kwargs, from_input)
+        return self._stand_in(index, repair, exc, lambda a, k: call(module, *a, **k))
+
+    def _stand_in(self, index: int, repair: recovery.Repair | None, exc: Exception, run: Any) -> Any:
+        """Record the failure and return what the layer would have produced, or stop the trace."""
+        if repair is None:
+            self._fail(index, "shape", exc, None, None, recovered=False)
+            raise _Abort from exc
+        if isinstance(repair, recovery.Same):
+            self._fail(index, "shape", exc, None, tuple(repair.like.shape), recovered=True)
+            with torchapi.no_torch_function():
+                return torch.empty_like(repair.like)
+        self._fail(index, "shape", exc, None, repair.expected, recovered=True, how=repair.how)
         self.suspended = True
         try:
-            return call(module, fixed, *args[1:], **kwargs)
+            return run(repair.args, repair.kwargs)
         except Exception:
+            self.failures[-1] = replace(self.failures[-1], recovered=False)
             raise _Abort from exc
         finally:
             self.suspended = False
 
     def _fail(self, index: int | None, kind: Literal["shape", "code"], exc: Exception,
-              location: Location | None, expected: Shape | None, recovered: bool) -> None:
+              location: Location | None, expected: Shape | None, recovered: bool,
+              how: str = "declared") -> None:
         if index is not None:
             self.rows[index].failed = True
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         self.failures.append(Failure(index, kind, type(exc).__name__, message, location,
-                                     expected, recovered))
+                                     expected, recovered, how))
 
     # -- functional ops -----------------------------------------------------------------
     def function_call(self, func: Any, args: tuple, kwargs: dict, frame: Any) -> Any:
@@ -256,7 +266,7 @@ class _Tracer:
             raise
         except Exception as exc:
             raise_if_needs_values(exc)
-            out = self._recover_function(index, name, args, exc)
+            out = self._recover_function(index, func, name, args, kwargs, exc)
         if index == len(self.rows) - 1 and not _tensors(out):
             self.rows.pop()
             self.stack.pop()
@@ -264,16 +274,18 @@ class _Tracer:
         self.close(index, out)
         return out
 
-    def _recover_function(self, index: int, name: str, args: tuple, exc: Exception) -> Any:
+    def _recover_function(self, index: int, func: Any, name: str, args: tuple, kwargs: dict,
+                          exc: Exception) -> Any:
+        """Every exception here was raised by the torch op itself: a shape error of the model."""
         x = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        kind = "code" if isinstance(exc, _CODE_ERRORS) else "shape"
-        if kind == "shape" and x is not None and name in ("view", "reshape") and x.dim() >= 1 \
-                and len(_shape_arg(args[1:])) == 2:
+        if x is not None and name in ("view", "reshape") and x.dim() >= 1 and len(_shape_arg(args[1:])) == 2:
             # The author meant "one row per sample": continue with the batch-preserving flatten.
-            self._fail(index, kind, exc, None, None, recovered=True)
-            return x.reshape(x.shape[0], -1)
-        self._fail(index, kind, exc, sources.traceback_location(exc), None, recovered=False)
-        raise _Abort from exc
+            self._fail(index, "shape", exc, None, None, recovered=True)
+            with torchapi.no_torch_function():
+                return torch.empty((x.shape[0], x[0].numel()), dtype=x.dtype, device=x.device)
+        with torchapi.no_torch_function():
+            repair = recovery.for_function(name, args, kwargs)
+        return self._stand_in(index, repair, exc, lambda a, k: func(*a, **k))
 
 
 class _FunctionMode(TorchFunctionMode):
@@ -558,31 +570,6 @@ def _opaque(module: nn.Module) -> bool:
 
 
 _TORCH_NN: dict[type, bool] = {}
-
-
-def _expected_input(module: nn.Module, x: torch.Tensor) -> Shape | None:
-    """The input shape ``module`` would accept in place of ``x``, when only one size is off."""
-    shape = list(x.shape)
-    if isinstance(module, nn.Linear) and shape and shape[-1] != module.in_features:
-        shape[-1] = module.in_features
-        return tuple(shape)
-    channels = _declared_channels(module)
-    if channels is not None and x.dim() >= 3 and shape[1] != channels and shape[-1] == channels:
-        return (shape[0], shape[-1], *shape[1:-1])  # channels-last: continue as if permuted
-    if channels is not None and x.dim() >= 2 and shape[1] != channels:
-        shape[1] = channels
-        return tuple(shape)
-    return None
-
-
-def _declared_channels(module: nn.Module) -> int | None:
-    if isinstance(module, torchapi.ConvNd):
-        return module.in_channels
-    if isinstance(module, torchapi.NormBase):
-        return module.num_features
-    if isinstance(module, nn.GroupNorm):
-        return module.num_channels
-    return None
 
 
 def module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:

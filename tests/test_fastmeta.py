@@ -175,6 +175,31 @@ def test_convolution(rank, n, groups, cout, cin, data, bias):
 
 
 @settings(max_examples=150, deadline=None)
+@given(rank=st.integers(1, 3), n=st.integers(1, 3), groups=st.sampled_from([1, 2]), cout=st.sampled_from([2, 4]),
+       cin=st.sampled_from([2, 4]), data=st.data(), bias=st.booleans())
+def test_transposed_convolution(rank, n, groups, cout, cin, data, bias):
+    sizes = data.draw(st.lists(st.integers(1, 8), min_size=rank, max_size=rank))
+    kernel = data.draw(st.lists(st.integers(1, 4), min_size=rank, max_size=rank))
+    stride = data.draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank))
+    padding = data.draw(st.lists(st.integers(0, 2), min_size=rank, max_size=rank))
+    dilation = data.draw(st.lists(st.integers(1, 2), min_size=rank, max_size=rank))
+    extra = [data.draw(st.integers(0, max(s, d))) for s, d in zip(stride, dilation)]  # the last one is invalid
+    x = _meta((n, cin, *sizes))
+    w = _meta((cin, cout // groups, *kernel))
+    b = _meta((cout,)) if bias else None
+    _same(aten.convolution.default, (x, w, b, stride, padding, dilation, True, extra, groups))
+
+
+def test_a_transposed_convolution_fed_other_channels_is_an_error_on_meta_too():
+    """torch's meta kernel accepts it; its CPU kernel, which a real run uses, does not."""
+    args = (_meta((2, 8, 6, 6)), _meta((16, 8, 2, 2)), None, [2, 2], [0, 0], [1, 1], True, [0, 0], 1)
+    with pytest.raises(RuntimeError):
+        aten.convolution.default(torch.zeros(2, 8, 6, 6), torch.zeros(16, 8, 2, 2), *args[2:])
+    with pytest.raises(fastmeta.ChannelMismatch):
+        fastmeta.outputs(aten.convolution.default, args, {})
+
+
+@settings(max_examples=150, deadline=None)
 @given(h=st.integers(1, 20), w=st.integers(1, 20), k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2),
        d=st.integers(1, 2), ceil=st.booleans())
 def test_max_pool2d(h, w, k, s, p, d, ceil):

@@ -51,17 +51,20 @@ def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
         _, shape = ctx.origin(layer)
         return r.LINEAR_MISMATCH.finding(_linear_message(ctx, layer), **where,
                                          **repair(fix.in_features(layer, got[-1], shape)))
-    declared = layer.attr("in_channels", layer.attr("num_features"))
+    declared = layer.attr("in_channels", layer.attr("num_features", layer.attr("num_channels")))
     if declared is not None and failure.expected and len(got) > 1:
-        if _channels_last(ctx, layer, declared):
+        if failure.how == "channels_last":
             return r.CHANNELS_LAST.finding(_channels_last_message(ctx, layer, declared), **where,
                                            hint="permute(0, 3, 1, 2)")
         source, _ = ctx.origin(layer)
         origin = f" from {source.name} {shape_text(source.output_shapes[0])}" if source and source.output_shapes else ""
-        key = "in_channels" if layer.attr("in_channels") is not None else "num_features"
+        key = next(k for k in ("in_channels", "num_features", "num_channels") if layer.attr(k) is not None)
         return r.CHANNEL_MISMATCH.finding(
             f"{layer.name}: {layer.type} expects {key}={declared} but receives {got[1]} channels"
-            f"{origin} for input {ctx.input_text}", **where)
+            f"{origin} for input {ctx.input_text}; set {key}={got[1]} or change the layer before it", **where)
+    width = _width_message(ctx, layer, got)
+    if width is not None and failure.expected:
+        return r.SHAPE_ERROR.finding(width, **where)
     kernel = layer.attr("kernel_size")
     rank = arithmetic.spatial_rank(layer.type, None) if kernel is not None else None
     if rank is not None and len(got) != rank + 2:
@@ -70,6 +73,33 @@ def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
         return r.INPUT_TOO_SMALL.finding(_too_small_message(ctx, layer, got, kernel), **where)
     return r.SHAPE_ERROR.finding(
         f"{layer.name}: {layer.type} failed on input {_shapes(layer)}: {failure.message}", **where)
+
+
+def _width_message(ctx: Context, layer: Layer, got: tuple[int, ...]) -> str | None:
+    """A sequence layer's declared feature width against the one it receives, or an
+    Embedding fed floats; None for other layers."""
+    source = ctx.producer(layer)
+    origin = f" from {source.name}" if source is not None else ""
+    received = f"{shape_text(got)}{origin} for input {ctx.input_text}"
+    size = layer.attr("input_size")
+    if size is not None and got:
+        return (f"{layer.name}: {layer.type} expects input_size={size} features per step but receives "
+                f"{got[-1]} in {received}; set input_size={got[-1]} or change the layer before it")
+    embed = layer.attr("embed_dim")
+    if embed is not None and got:
+        return (f"{layer.name}: {layer.type} expects embed_dim={embed} but the query has {got[-1]} "
+                f"features in {received}; set embed_dim={got[-1]} or project the query to {embed}")
+    shape = layer.attr("normalized_shape")
+    if shape is not None and got:
+        want = "x".join(map(str, shape))
+        have = "x".join(map(str, got[len(got) - len(shape):]))
+        return (f"{layer.name}: {layer.type} normalizes the last dimensions {want} but they are {have} "
+                f"in {received}; set normalized_shape to {have}")
+    if layer.attr("num_embeddings") is not None and ctx.inputs:
+        dims = "x".join(map(str, ctx.inputs[0].shape))
+        return (f"{layer.name}: {layer.type} takes integer indices but receives floats {received}; "
+                f"give the input an integer dtype: --input {dims}:int64")
+    return None
 
 
 def _linear_message(ctx: Context, layer: Layer) -> str:
@@ -95,13 +125,6 @@ def _fits(ctx: Context, layer: Layer, declared: int) -> str:
     span = ctx.sized(fits[0]) if len(fits) == 1 else f"{ctx.sized(fits[0])} to {ctx.sized(fits[-1])}"
     gaps = "" if fits == tuple(range(fits[0], fits[-1] + 1)) else f" (sizes {ranges(fits)})"
     return f"; {declared} fits {span} inputs{gaps}"
-
-
-def _channels_last(ctx: Context, layer: Layer, declared: int) -> bool:
-    """The first channel-reading layer sees the raw input, whose last size is the channels."""
-    first = next((l for l in ctx.layers if l.attr("in_channels", l.attr("num_features")) is not None), None)
-    shape = ctx.inputs[0].shape if ctx.inputs else ()
-    return first is layer and len(shape) >= 3 and shape[-1] == declared and shape[0] != declared
 
 
 def _channels_last_message(ctx: Context, layer: Layer, declared: int) -> str:
