@@ -40,6 +40,7 @@ def analyze(
     max_macs: int | str | None = None,
     max_activation_memory: int | str | None = None,
     checkpoint: str | os.PathLike | Mapping[str, Any] | None = None,
+    origin: Location | None = None,
 ) -> Report:
     """Trace ``model`` on the meta device for ``input`` and return its Report.
 
@@ -48,21 +49,23 @@ def analyze(
     for meta stand-ins only inside the trace. Budgets take numbers or text (``"25M"``,
     ``"512MB"``); ``max_macs`` is per sample. ``checkpoint`` (a path, loaded with
     ``weights_only=True``, or a state_dict) is reconciled with the model's tensors.
+    ``origin`` is where a container model was created (``sources.factory_site(make_model)``),
+    so that findings on its items point at the lines that create them.
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, not {batch}")
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
     walked = walk(model)
-    result = trace(model, inputs, batch, mode, walked)
+    result = trace(model, inputs, batch, mode, walked, origin)
     select, ignore = tuple(select), tuple(ignore)
     wants_fold = registry.selected(registry.BATCH_FOLDED.code, select, ignore)
-    second = trace(model, inputs, batch + 1, mode, walked) if wants_fold and batch_rule.needs_second_trace(
+    second = trace(model, inputs, batch + 1, mode, walked, origin) if wants_fold and batch_rule.needs_second_trace(
         result.layers, batch, result.outputs) else None
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
                   second=second, submodules=_submodules(walked), touched=result.touched,
                   select=select, ignore=ignore,
-                  solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model))
+                  solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model, origin))
     totals = _totals(walked.tree, result)
     limits = budget.Budgets(
         parse_count(max_params, "max_params") if max_params is not None else None,
@@ -98,8 +101,8 @@ def _submodules(walked: Walk) -> tuple[Submodule, ...]:
                  for name, module in firsts.values())
 
 
-def _locate(model: nn.Module, name: str) -> Location | None:
-    return sources.module_definition(model, name)[0]
+def _locate(model: nn.Module, origin: Location | None, name: str) -> Location | None:
+    return sources.module_definition(model, name, origin=origin)[0]
 
 
 def _totals(tree: Tree, result: TraceResult) -> Totals:

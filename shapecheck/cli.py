@@ -115,7 +115,8 @@ def _analyze(target: Any, specs: list, *, verbose: bool, fresh: bool = False, **
     from shapecheck.target import build
 
     built = build(target, verbose=verbose, fresh=fresh)
-    report = analyze(built.model, specs, name=built.target.name, path=built.target.path, **options)
+    report = analyze(built.model, specs, name=built.target.name, path=built.target.path, origin=built.origin,
+                     **options)
     if built.device == "cpu":
         report = _with_note(report, "the constructor needs real values, so the model was built on CPU")
     return report

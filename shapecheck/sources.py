@@ -6,6 +6,7 @@ import inspect
 import os
 import sysconfig
 from collections.abc import Iterator, Mapping
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -174,22 +175,173 @@ class MethodCall:
     tail: Span  # from the dot after the receiver to the closing parenthesis
 
 
-def module_definition(root: nn.Module, qualname: str,
-                      modules: Mapping[str, nn.Module] | None = None) -> tuple[Location | None, Assignment | None]:
-    """Where ``qualname`` was assigned in its owner's class, e.g. ``self.fc1 = ...``.
+def module_definition(root: nn.Module, qualname: str, modules: Mapping[str, nn.Module] | None = None,
+                      origin: Location | None = None) -> tuple[Location | None, Assignment | None]:
+    """Where ``qualname`` was created: ``self.fc1 = ...`` in its owner's class, or the item's
+    own expression inside an ``nn.Sequential(...)``.
 
-    ``modules`` (``dict(root.named_modules())``) spares a walk from the root per lookup.
+    ``modules`` (``dict(root.named_modules())``) spares a walk from the root per lookup;
+    ``origin`` is where ``root`` itself was created, when a factory built it.
     """
     if not qualname:
-        return class_location(type(root)), None
+        return (origin if isinstance(root, _CONTAINERS) and origin else class_location(type(root))), None
     owner_name, _, attr = qualname.rpartition(".")
     owner = modules.get(owner_name) if modules is not None else _submodule(root, owner_name)
     if owner is None:
         return None, None
-    if isinstance(owner, _CONTAINERS) and owner_name:
-        # Items of nn.Sequential(...) are written where the container is assigned.
-        return module_definition(root, owner_name, modules)[0], None
+    if isinstance(owner, _CONTAINERS) and (owner_name or origin is not None):
+        # An item of nn.Sequential(...) is created inside the container's own expression,
+        # or in the helper function that builds it: that line, else the container's.
+        where = module_definition(root, owner_name, modules, origin)[0]
+        item = _item_site(where, attr) if where is not None else None
+        return (item.location, item) if item is not None else (where, None)
     return _attribute_site(type(owner), attr, _cwd())
+
+
+@lru_cache(maxsize=4096)
+def _item_site(container: Location, attr: str) -> Assignment | None:
+    """Where item ``attr`` of the container created at ``container`` is created, with its
+    call's arguments for --fix. One object per item site, like the class assignments."""
+    path = _real_path(container.path)
+    if path is None:
+        return None
+    items = _item_positions(path)
+    found = items.get((container.line, container.column, attr)) or items.get((container.line, container.column, "*"))
+    if found is None:
+        return None
+    line, column, args, keywords = found
+    lines = _lines(path)
+    return Assignment(Location(container.path, line, column), tuple(_argument(path, lines, a) for a in args),
+                      tuple((key, _argument(path, lines, a)) for key, a in keywords))
+
+
+@lru_cache(maxsize=256)
+def _item_positions(path: str) -> dict[tuple[int, int, str], tuple[int, int, tuple, tuple]]:
+    """For every place in a file that creates a container of modules (``self.x = nn.Sequential(...)``,
+    or an item of one), where each item is created: (line, column of the place, item key) ->
+    (line, column of the item's expression), columns in characters, 1-based. The key ``*``
+    stands for every item of a comprehension or of a loop of appends."""
+    tree, lines = _tree(path), _lines(path)
+    if tree is None:
+        return {}
+    helpers = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    found: dict[tuple[int, int, str], tuple[int, int, tuple, tuple]] = {}
+
+    def place(node: ast.AST) -> tuple[int, int]:
+        return node.lineno, _column(lines, node.lineno, node.col_offset)  # type: ignore[attr-defined]
+
+    def index(at: tuple[int, int], expr: ast.expr, scope: ast.AST, depth: int = 0) -> None:
+        for key, item in _container_items(expr, scope, helpers, depth).items():
+            call = item if isinstance(item, ast.Call) else None
+            found.setdefault((*at, key), (*place(item), tuple(_raw_argument(a) for a in call.args) if call else (),
+                                          tuple((k.arg, _raw_argument(k.value)) for k in call.keywords if k.arg)
+                                          if call else ()))
+            index(place(item), item, scope, depth + 1)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.Module):
+            for stmt in ast.walk(node):
+                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                    index(place(stmt.targets[0]), stmt.value, node)
+                elif isinstance(stmt, ast.Return) and stmt.value is not None and isinstance(node, ast.FunctionDef):
+                    index(place(stmt.value), stmt.value, node)
+    return found
+
+
+def factory_site(factory: Any) -> Location | None:
+    """Where a factory function creates the model it returns: its one ``return`` expression."""
+    code = getattr(factory, "__code__", None)
+    tree = _tree(code.co_filename) if code is not None and _is_user_file(code.co_filename) else None
+    if tree is None:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == factory.__name__ and node.lineno <= code.co_firstlineno \
+                <= (node.end_lineno or node.lineno):
+            returns = [n.value for n in ast.walk(node) if isinstance(n, ast.Return) and n.value is not None]
+            if len(returns) == 1:
+                lines = _lines(code.co_filename)
+                value = returns[0]
+                return Location(display_path(code.co_filename), value.lineno,
+                                _column(lines, value.lineno, value.col_offset))
+    return None
+
+
+def _container_items(expr: ast.expr, scope: ast.AST, helpers: Mapping[str, ast.FunctionDef],
+                     depth: int) -> dict[str, ast.expr]:
+    """The item expressions of a container built by ``expr``, by the key torch gives them."""
+    if depth > 4:
+        return {}
+    expr = _resolved(expr, scope)
+    if not isinstance(expr, ast.Call):
+        return {}
+    name = expr.func.attr if isinstance(expr.func, ast.Attribute) else getattr(expr.func, "id", "")
+    if name in helpers and depth < 4:  # def block(cin, cout): return nn.Sequential(...)
+        function = helpers[name]
+        returned = [n.value for n in ast.walk(function) if isinstance(n, ast.Return) and n.value is not None]
+        return _container_items(returned[-1], function, helpers, depth + 1) if len(returned) == 1 else {}
+    if name not in ("Sequential", "ModuleList", "ModuleDict"):
+        return {}
+    if len(expr.args) == 1 and not isinstance(expr.args[0], ast.Starred):
+        single = _resolved(expr.args[0], scope)
+        if isinstance(single, ast.Call) and getattr(single.func, "id", getattr(single.func, "attr", "")) in (
+                "OrderedDict", "dict") and single.args:
+            single = _resolved(single.args[0], scope)
+        if isinstance(single, ast.List | ast.Tuple) and all(
+                isinstance(e, ast.Tuple) and len(e.elts) == 2 and isinstance(e.elts[0], ast.Constant) for e in single.elts) \
+                and single.elts:
+            return {str(e.elts[0].value): e.elts[1] for e in single.elts}  # type: ignore[attr-defined]
+        if isinstance(single, ast.Dict):
+            return {str(k.value): v for k, v in zip(single.keys, single.values) if isinstance(k, ast.Constant)}
+        if name != "Sequential" or isinstance(single, ast.List | ast.ListComp | ast.Tuple):
+            return _sequence(single, scope)
+    return _sequence(ast.List(elts=list(expr.args)), scope)
+
+
+def _sequence(node: ast.expr, scope: ast.AST) -> dict[str, ast.expr]:
+    """Items of a list literal (``*rest`` from a local list spelled out), or every item of a
+    comprehension at its element."""
+    if isinstance(node, ast.ListComp | ast.GeneratorExp):
+        return _every(node.elt)
+    if not isinstance(node, ast.List | ast.Tuple):
+        return {}
+    items: list[ast.expr] = []
+    for element in node.elts:
+        if not isinstance(element, ast.Starred):
+            items.append(element)
+            continue
+        inner = _resolved(element.value, scope)
+        if isinstance(inner, ast.List | ast.Tuple) and not any(isinstance(e, ast.Starred) for e in inner.elts):
+            items += inner.elts
+        elif element is node.elts[-1] and len(node.elts) == 1:
+            appended = _appended(element.value, scope)
+            return _every(appended) if appended is not None else _sequence(inner, scope)
+        else:
+            return {str(i): item for i, item in enumerate(items)}
+    return {str(i): item for i, item in enumerate(items)}
+
+
+def _every(expr: ast.expr) -> dict[str, ast.expr]:
+    """Every item is created by one expression: a comprehension's element, a loop's append."""
+    return {"*": expr}
+
+
+def _resolved(expr: ast.expr, scope: ast.AST) -> ast.expr:
+    """A local name's one assigned value in ``scope``, else ``expr`` itself."""
+    if not isinstance(expr, ast.Name):
+        return expr
+    values = [n.value for n in ast.walk(scope) if isinstance(n, ast.Assign) and len(n.targets) == 1
+              and isinstance(n.targets[0], ast.Name) and n.targets[0].id == expr.id]
+    return values[0] if len(values) == 1 else expr
+
+
+def _appended(name: ast.expr, scope: ast.AST) -> ast.expr | None:
+    """The one expression appended to a local list (``layers.append(nn.Conv2d(...))`` in a loop)."""
+    if not isinstance(name, ast.Name):
+        return None
+    calls = [n.args[0] for n in ast.walk(scope) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and n.func.attr == "append" and isinstance(n.func.value, ast.Name) and n.func.value.id == name.id
+             and len(n.args) == 1]
+    return calls[0] if len(calls) == 1 else None
 
 
 @lru_cache(maxsize=4096)
@@ -212,8 +364,12 @@ def _submodule(root: nn.Module, name: str) -> nn.Module | None:
 
 
 def class_location(cls: type) -> Location | None:
+    """Where ``cls`` is defined; None for a class of torch or another installed package,
+    where the user can change nothing (a finding then points at the user's call instead)."""
     site = _class_site(cls)
-    return Location(display_path(site[0]), site[1], site[2] + 1) if site is not None else None
+    if site is None or not _is_user_file(site[0]):
+        return None
+    return Location(display_path(site[0]), site[1], site[2] + 1)
 
 
 @lru_cache(maxsize=1024)
@@ -353,6 +509,8 @@ def forget() -> None:
     _assigned.cache_clear()
     _assignments.cache_clear()
     _attribute_site.cache_clear()
+    _item_positions.cache_clear()
+    _item_site.cache_clear()
 
 
 @lru_cache(maxsize=1024)

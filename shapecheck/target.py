@@ -21,7 +21,8 @@ from torch import nn
 from shapecheck.errors import UsageError
 from shapecheck import torchapi
 from shapecheck.pause import collector_paused
-from shapecheck.sources import display_path, traceback_location
+from shapecheck.report import Location
+from shapecheck.sources import display_path, factory_site, traceback_location
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Built:
     model: nn.Module
     target: Target
     device: str
+    origin: Location | None = None  # a factory function's return expression, that created the model
 
 
 def parse_target(text: str) -> Target:
@@ -106,7 +108,8 @@ def build(target: Target, verbose: bool = False, fresh: bool = False) -> Built:
         ) from exc
     if not isinstance(model, nn.Module):
         raise UsageError(f"{target.text}: {target.name}(...) returned {type(model).__name__}, not an nn.Module")
-    return Built(model, target, device)
+    origin = factory_site(factory) if inspect.isfunction(factory) else None
+    return Built(model, target, device, origin)
 
 
 @collector_paused()

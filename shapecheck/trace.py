@@ -367,18 +367,19 @@ def walk(model: nn.Module) -> Walk:
 
 
 def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode = "eval",
-          walked: Walk | None = None) -> TraceResult:
+          walked: Walk | None = None, origin: Location | None = None) -> TraceResult:
     """Trace on the meta device; fall back to CPU when the forward reads tensor values.
-    ``walked`` is ``walk(model)``, when already at hand."""
+    ``walked`` is ``walk(model)``, when already at hand; ``origin`` is where a container
+    model was created (a factory's ``return nn.Sequential(...)``), to locate its items."""
     walked = walk(model) if walked is None else walked
     try:
-        return _run(model, inputs, batch, mode, "meta", walked)
+        return _run(model, inputs, batch, mode, "meta", walked, origin)
     except NeedsValues:
-        return _run(model, inputs, batch, mode, "cpu", walked)
+        return _run(model, inputs, batch, mode, "cpu", walked, origin)
 
 
 def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
-         device: Literal["meta", "cpu"], walked: Walk) -> TraceResult:
+         device: Literal["meta", "cpu"], walked: Walk, origin: Location | None) -> TraceResult:
     tree = walked.tree
     names: dict[int, str] = {}
     for name, module in tree:
@@ -405,7 +406,7 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     while tracer.stack:  # rows left open by an aborted forward
         tracer.close(tracer.stack[-1], None, failed=True)
     modules = dict(tree)
-    layers = tuple(_freeze(i, row, model, modules) for i, row in enumerate(tracer.rows))
+    layers = tuple(_freeze(i, row, model, modules, origin) for i, row in enumerate(tracer.rows))
     outputs = tuple(tuple(t.shape) for t in _tensors(out))
     return TraceResult(layers, tuple(tracer.failures), outputs, device, _touched(weights, tracer.touched))
 
@@ -470,10 +471,11 @@ def param_counts(model: nn.Module, tree: Tree | None = None) -> dict[int, int]:
     return counts
 
 
-def _freeze(index: int, row: _Row, root: nn.Module, modules: dict[str, nn.Module]) -> Layer:
+def _freeze(index: int, row: _Row, root: nn.Module, modules: dict[str, nn.Module],
+            origin: Location | None) -> Layer:
     defined_at, init_args = None, ()
     if row.kind == "module":
-        defined_at, site = sources.module_definition(root, row.name if row.depth else "", modules)
+        defined_at, site = sources.module_definition(root, row.name if row.depth else "", modules, origin)
         if site is not None and row.module is not None:
             init_args = _named_init_args(type(row.module), site)
     return Layer(
