@@ -81,9 +81,18 @@ def analyze(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=totals, outputs=result.outputs,
         findings=findings, path=path,
-        notes=("the forward reads tensor values, so it ran on CPU with stand-in weights",)
-        if result.device == "cpu" else (),
+        notes=_notes(result),
     )
+
+
+def _notes(result: TraceResult) -> tuple[str, ...]:
+    notes = ["the forward reads tensor values, so it ran on CPU with stand-in weights"] \
+        if result.device == "cpu" else []
+    stop = next((f for f in result.failures if not f.recovered and f.index is not None), None)
+    if stop is not None and stop.kind == "shape":
+        notes.append(f"the trace stopped at {result.layers[stop.index].name}: no correctly shaped output "
+                     "exists for it, so the layers after it are not shown")
+    return tuple(notes)
 
 
 def _findings(ctx: Context) -> list[Finding]:

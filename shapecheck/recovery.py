@@ -37,6 +37,17 @@ class Rerun:
     kwargs: dict
     expected: tuple[int, ...]  # the first input's shape as the layer declared it
     how: str = "declared"  # or "channels_last": the raw input read as [B, H, W, C]
+    # Attention maps back to its embed_dim: declared to match what it received, its output
+    # has the received width. The first output's last size becomes this.
+    width: int | None = None
+
+    def finish(self, out: Any) -> Any:
+        """The rerun's outputs, with the first one's width as the repaired layer gives it."""
+        if self.width is None:
+            return out
+        first = out[0] if isinstance(out, tuple) else out
+        resized = torch.empty((*first.shape[:-1], self.width), dtype=first.dtype, device=first.device)
+        return (resized, *out[1:]) if isinstance(out, tuple) else resized
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,7 @@ def _attention(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> Repa
     fixed = {n: _with(given[n], -1, widths[n]) for n in names}
     rest = {k: v for k, v in kwargs.items() if k not in names}
     return Rerun((fixed["query"], fixed["key"], fixed["value"], *args[3:]), rest,
-                 tuple(fixed["query"].shape))
+                 tuple(fixed["query"].shape), width=given["query"].shape[-1])
 
 
 def _keeps_shape(module: nn.Module, x: torch.Tensor) -> Repair | None:

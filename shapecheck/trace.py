@@ -232,7 +232,9 @@ class _Tracer:
         self._fail(index, "shape", exc, None, repair.expected, recovered=True, how=repair.how)
         self.suspended = True
         try:
-            return run(repair.args, repair.kwargs)
+            out = run(repair.args, repair.kwargs)
+            with torchapi.no_torch_function():
+                return repair.finish(out)
         except Exception:
             self.failures[-1] = replace(self.failures[-1], recovered=False)
             raise _Abort from exc
