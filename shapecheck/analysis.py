@@ -13,7 +13,7 @@ from shapecheck import noqa, sources
 from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
 from shapecheck.rules import batch as batch_rule
 from shapecheck.checkpoint import shapes as saved_shapes
-from shapecheck.pause import collector_paused
+from shapecheck.patches import collector_paused
 from shapecheck.rules import budget, crash, design, pixels, registry
 from shapecheck.rules import checkpoint as checkpoint_rule
 from shapecheck.rules.context import Context, Submodule

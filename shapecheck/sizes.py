@@ -16,9 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.nn.modules.module import register_module_forward_pre_hook
 
-from shapecheck import arithmetic
+from shapecheck import arithmetic, patches
 from shapecheck.spec import InputSpec
 from shapecheck.trace import (Mode, NeedsValues, in_mode, make_input, module_attrs, raise_if_needs_values,
                               stand_ins, trace)
@@ -177,11 +176,8 @@ class Solver:
             if drop is not None:
                 drops.append(drop)
 
-        handle = register_module_forward_pre_hook(hook)
-        try:
+        with patches.module_pre_hook(hook):  # this context's module calls only
             yield
-        finally:
-            handle.remove()
 
 
 def _leading(out: Any) -> int | None:

@@ -8,6 +8,7 @@ import sysconfig
 from collections.abc import Iterator, Mapping
 from typing import Any
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from types import CodeType, FrameType
@@ -36,24 +37,24 @@ def display_path(path: str) -> str:
     return _display_path(path, _cwd())
 
 
-_FIXED_CWD: list[str] = []
+_FIXED_CWD: ContextVar[str | None] = ContextVar("shapecheck.cwd", default=None)
 
 
 @contextmanager
 def cwd_fixed() -> Iterator[None]:
     """Read the working directory once for an analysis, which asks for it on every row.
 
-    The directory belongs to the process, so analyses in other threads read the same one.
+    Held per context, so overlapping analyses in threads, and nested ones, each keep their own.
     """
-    _FIXED_CWD.append(os.getcwd())
+    token = _FIXED_CWD.set(os.getcwd())
     try:
         yield
     finally:
-        _FIXED_CWD.pop()
+        _FIXED_CWD.reset(token)
 
 
 def _cwd() -> str:
-    return _FIXED_CWD[-1] if _FIXED_CWD else os.getcwd()
+    return _FIXED_CWD.get() or os.getcwd()
 
 
 @lru_cache(maxsize=1024)

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import ast
-import functools
 import importlib
 import importlib.util
 import inspect
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from shapecheck import patches, torchapi
 from shapecheck.errors import UsageError
-from shapecheck import torchapi
-from shapecheck.pause import collector_paused
+from shapecheck.patches import collector_paused
 from shapecheck.report import Location
 from shapecheck.sources import display_path, factory_site, traceback_location
 
@@ -162,59 +160,38 @@ _CONSTRUCTORS = torchapi.device_constructors()
 _BLANK_FACTORIES = frozenset({torch.zeros, torch.ones})
 _FILLS = frozenset({torch.Tensor.zero_, torch.Tensor.fill_, torch.Tensor.normal_, torch.Tensor.uniform_})
 
-# Every nn.init function only writes values. transformers' no_init_weights skips the same list.
-_INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-          "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
-          "sparse_")
-_PATCHING = threading.Lock()
-
-
 @contextmanager
 def _no_meta_init() -> Iterator[None]:
-    """nn.init skips meta tensors while a model is built: their values do not exist.
+    """nn.init skips meta tensors while this context builds a model: their values do not exist.
 
     torch has no meta kernels for the random fills, so ``normal_`` on a meta tensor runs
     torch's Python reference decomposition; that was half the time of building the 80
     torchvision models. A TorchFunctionMode could skip them too, but it would sit in the path
-    of every torch call of the constructor, which cost a quarter of the build. Real tensors,
-    in this thread or another, are initialised as before.
+    of every torch call of the constructor, which cost a quarter of the build. Other
+    threads, and real tensors here, are initialised as before (shapecheck.patches).
     """
-    with _PATCHING:
-        originals = {name: getattr(nn.init, name) for name in _INITS}
-        for name, init in originals.items():
-            setattr(nn.init, name, _skipping_meta(init))
-        try:
-            yield
-        finally:
-            for name, init in originals.items():
-                setattr(nn.init, name, init)
+    with patches.inits(_skip_meta):
+        yield
 
 
-def _skipping_meta(init: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(init)
-    def skip(tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        with torchapi.no_torch_function():  # is_meta would ask the device mode, 4x the cost
-            meta = isinstance(tensor, torch.Tensor) and tensor.is_meta
-        if meta:
-            return tensor
-        return init(tensor, *args, **kwargs)
-    return skip
+def _skip_meta(init: Callable[..., Any], tensor: Any, *args: Any, **kwargs: Any) -> Any:
+    with torchapi.no_torch_function():  # is_meta would ask the device mode, 4x the cost
+        meta = isinstance(tensor, torch.Tensor) and tensor.is_meta
+    return tensor if meta else init(tensor, *args, **kwargs)
 
 
 @contextmanager
 def _parameters_on_meta() -> Iterator[None]:
-    original = nn.Module.register_parameter
-
-    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
-        original(module, name, param)
-
-    nn.Module.register_parameter = register  # type: ignore[method-assign]
-    try:
+    """Parameters this context registers go to meta; the values computed before stay real."""
+    with patches.parameters_registered(_register_on_meta):
         yield
-    finally:
-        nn.Module.register_parameter = original  # type: ignore[method-assign]
+
+
+def _register_on_meta(register: Callable[..., Any], module: nn.Module, name: str,
+                      param: nn.Parameter | None) -> None:
+    if param is not None and param.device.type != "meta":
+        param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+    register(module, name, param)
 
 
 def _check_arguments(target: Target, factory: Any) -> None:

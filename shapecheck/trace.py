@@ -1,8 +1,9 @@
 """Run a model's forward on meta tensors and record one row per module call and per op.
 
 The trace never touches the user's weights: ``functional_call`` swaps in meta stand-ins
-for the duration of the call. ``nn.Module.__call__`` is wrapped for that duration only,
-because forward hooks cannot catch a failing layer and substitute its output.
+for the duration of the call. ``nn.Module.__call__`` is routed to the tracer for that
+duration and that context only (shapecheck.patches), because forward hooks cannot catch a
+failing layer and substitute its output.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode, resolve_name
 
-from shapecheck import fastmeta, memo, recovery, sources, torchapi
+from shapecheck import fastmeta, memo, patches, recovery, sources, torchapi
 from shapecheck.memo import Memo
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
@@ -390,21 +391,15 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     weights = stand_ins(model, device, tree)
     own = {id(p) for _, m in tree for p in m._parameters.values() if p is not None}
     xs = tuple(make_input(spec, batch, device) for spec in inputs)
-    original = nn.Module.__call__
-
-    def call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        return tracer.module_call(original, module, args, kwargs)
-
     out = None
-    nn.Module.__call__ = call  # type: ignore[method-assign]
     try:
-        with in_mode(model, mode, tree), torch.no_grad(), _FunctionMode(tracer, device), _FlopMode(tracer):
+        # tracer.module_call sees this context's module calls; other threads see torch's own.
+        with patches.module_calls(tracer.module_call), in_mode(model, mode, tree), torch.no_grad(), \
+                _FunctionMode(tracer, device), _FlopMode(tracer):
             swapped = {k: t for k, t in weights.items() if id(t) not in own}
             out = functional_call(model, swapped, xs, strict=False, tie_weights=False)
     except _Abort:
         out = None
-    finally:
-        nn.Module.__call__ = original  # type: ignore[method-assign]
     while tracer.stack:  # rows left open by an aborted forward
         tracer.close(tracer.stack[-1], None, failed=True)
     modules = dict(tree)
