@@ -1,7 +1,9 @@
 """Sliding-window arithmetic of convolutions and pooling, one spatial dimension at a time.
 
 ``out = floor((in + 2*p - d*(k-1) - 1) / s) + 1``, as PyTorch documents it for Conv2d and
-MaxPool2d. --explain prints it, the dropped-pixels rule and the sizes solver use it.
+MaxPool2d, and for transposed convolutions (ConvTranspose2d's documentation)
+``out = (in - 1)*s - 2*p + d*(k-1) + output_padding + 1``. --explain prints them, the
+dropped-pixels rule and the sizes solver use them.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ class Window:
     padding: int
     dilation: int = 1
     ceil_mode: bool = False
+    transposed: bool = False
+    output_padding: int = 0
 
     @property
     def span(self) -> int:
@@ -32,6 +36,8 @@ class Window:
         return self.dilation * (self.kernel - 1) + 1
 
     def out(self, size: int) -> int:
+        if self.transposed:
+            return (size - 1) * self.stride - 2 * self.padding + self.span + self.output_padding
         rounding = math.ceil if self.ceil_mode else math.floor
         n = rounding((size + 2 * self.padding - self.span) / self.stride) + 1
         if self.ceil_mode and (n - 1) * self.stride >= size + self.padding:
@@ -41,12 +47,16 @@ class Window:
     def dropped(self, size: int) -> int:
         """Input pixels (not padding) that no window reads: 75 -> 37 with k=s=2 drops 1."""
         n = self.out(size)
-        if n < 1 or self.span < self.stride:
+        if self.transposed or n < 1 or self.span < self.stride:  # a transposed conv spreads every pixel
             return 0  # a window smaller than its stride skips pixels by design (1x1 stride 2)
         covered = (n - 1) * self.stride + self.span - self.padding
         return max(0, size - covered)
 
     def formula(self, size: int) -> str:
+        if self.transposed:
+            span = str(self.kernel - 1) if self.dilation == 1 else f"{self.dilation}*({self.kernel}-1)"
+            return (f"{size} -> ({size} - 1)*{self.stride} - 2*{self.padding} + {span} + {self.output_padding} + 1 "
+                    f"= {self.out(size)}")
         if self.kernel == self.stride and not self.padding and self.dilation == 1 and not self.ceil_mode:
             return f"{size} -> floor({size} / {self.stride}) = {self.out(size)}"
         span = str(self.kernel) if self.dilation == 1 else f"{self.dilation}*({self.kernel}-1) - 1"
@@ -58,6 +68,8 @@ class Window:
         parts = [f"k={self.kernel}", f"s={self.stride}", f"p={self.padding}"]
         if self.dilation != 1:
             parts.append(f"d={self.dilation}")
+        if self.output_padding:
+            parts.append(f"output_padding={self.output_padding}")
         return ", ".join(parts)
 
 
@@ -77,11 +89,13 @@ def windows_from(type_name: str, attrs: Mapping[str, Any], rank: int | None) -> 
         if padding != "valid":
             return None
         padding = 0
+    transposed = type_name.startswith("ConvTranspose")
     return tuple(
-        Window(k, s, p, d, bool(attrs.get("ceil_mode", False)))
-        for k, s, p, d in zip(_per_dim(attrs["kernel_size"], rank),
-                              _per_dim(attrs.get("stride") or attrs["kernel_size"], rank),
-                              _per_dim(padding, rank), _per_dim(attrs.get("dilation", 1), rank))
+        Window(k, s, p, d, bool(attrs.get("ceil_mode", False)), transposed, op)
+        for k, s, p, d, op in zip(_per_dim(attrs["kernel_size"], rank),
+                                  _per_dim(attrs.get("stride") or attrs["kernel_size"], rank),
+                                  _per_dim(padding, rank), _per_dim(attrs.get("dilation", 1), rank),
+                                  _per_dim(attrs.get("output_padding", 0), rank))
     )
 
 

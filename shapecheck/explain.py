@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from shapecheck import arithmetic
 from shapecheck.report import Layer, Report
-from shapecheck.rules.context import FLATTENS
+from shapecheck.rules.context import is_flatten
 
 FORMULA = "out = floor((in + 2*p - d*(k-1) - 1) / s) + 1"
+TRANSPOSED = "out = (in - 1)*s - 2*p + d*(k-1) + output_padding + 1"
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,11 @@ def steps(report: Report) -> tuple[Step, ...]:
 def _field(layer: Layer, fields: dict[int, tuple[int | None, int | None]]) -> tuple[int | None, int | None]:
     known = [fields[i] for i in layer.input_sources if i is not None and i in fields]
     rf, jump = max(known, key=lambda f: f[0] or math.inf) if known else (1, 1)
-    if rf is None or jump is None or layer.name in FLATTENS or layer.attr("in_features") is not None:
+    if rf is None or jump is None or is_flatten(layer) or layer.attr("in_features") is not None:
         return None, None
     found = arithmetic.windows(layer)
+    if found is not None and found[0].transposed:  # each output pixel reads fewer input pixels
+        return rf, max(1, jump // found[0].stride) if jump % found[0].stride == 0 else jump
     if found is not None:
         return rf + (found[0].span - 1) * jump, jump * found[0].stride
     if layer.type.startswith("Adaptive") and layer.input_shapes and layer.output_shapes:
@@ -60,7 +63,13 @@ def _text(layer: Layer) -> str | None:
     if layer.type.startswith("Adaptive") and layer.input_shapes and layer.output_shapes:
         return (f"{layer.name} {layer.type}({layer.attr('output_size')}): "
                 f"{_dims(layer.input_shapes[0][2:])} -> {_dims(layer.output_shapes[0][2:])}{mark}")
-    if layer.name in FLATTENS and layer.input_shapes and len(layer.input_shapes[0]) > 2:
+    if (layer.type == "Upsample" or layer.name == "interpolate") and layer.input_shapes and layer.output_shapes:
+        given = [part for part in layer.args.split(", ") if part.startswith(("size=", "scale_factor="))] \
+            if layer.args else [f"{k}={v}" for k, v in layer.attrs if k in ("size", "scale_factor")]
+        how = ", ".join(part for part in given if not part.endswith("=None"))
+        return (f"{layer.name} {layer.type}({how}): {_dims(layer.input_shapes[0][2:])} -> "
+                f"{_dims(layer.output_shapes[0][2:])}{mark}")
+    if is_flatten(layer) and layer.input_shapes and len(layer.input_shapes[0]) > 2:
         dims = layer.input_shapes[0][1:]
         return f"{layer.name}: {' x '.join(map(str, dims))} = {math.prod(dims)}{mark}"
     if layer.attr("in_features") is not None and layer.input_shapes:

@@ -42,7 +42,7 @@ def _analyze(path: Path):
     built = build(parse_target(f"{path}:{options.pop('target', 'Net')}"))
     if "checkpoint" in options:
         options["checkpoint"] = str(path.parent / options["checkpoint"])
-    return shapecheck.analyze(built.model, options.pop("input"), path=str(path), **options)
+    return shapecheck.analyze(built.model, options.pop("input"), path=str(path), origin=built.origin, **options)
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.py")), ids=lambda p: p.stem)

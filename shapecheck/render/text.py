@@ -35,12 +35,14 @@ def diagnostic(finding: Finding) -> str:
 
 
 def _explain(report: Report) -> list[str]:
-    from shapecheck.explain import FORMULA, steps
+    from shapecheck.explain import FORMULA, TRANSPOSED, steps
 
     found = steps(report)
     width = max((len(s.text) for s in found), default=0)
     lines = [f"Shape arithmetic for input {report.input_text}, per spatial dimension: {FORMULA}",
              "(RF: receptive field in input pixels; stride: input pixels between neighbouring outputs)"]
+    if any(layer.type.startswith("ConvTranspose") for layer in report.layers):
+        lines.insert(1, f"transposed convolutions: {TRANSPOSED}")
     for step in found:
         field = (f"RF {step.receptive_field}, stride {step.stride}" if step.receptive_field is not None
                  else "RF whole input")

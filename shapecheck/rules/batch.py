@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from shapecheck import fix, sources
 from shapecheck.report import Finding, Layer, Shape
 from shapecheck.rules import registry as r
-from shapecheck.rules.context import FLATTENS, Context, repair, shape_text
+from shapecheck.rules.context import Context, is_flatten, repair, shape_text
 
 
 def needs_second_trace(layers: tuple[Layer, ...], batch: int, outputs: tuple[Shape, ...]) -> bool:
@@ -43,7 +43,7 @@ def _loses_batch(ctx: Context) -> bool:
 
 
 def _reshape(layer: Layer) -> bool:
-    return layer.name in FLATTENS and bool(layer.input_shapes) and bool(layer.output_shapes)
+    return is_flatten(layer) and bool(layer.input_shapes) and bool(layer.output_shapes)
 
 
 def _leads(shape: tuple[int, ...], batch: int) -> bool:

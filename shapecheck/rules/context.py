@@ -15,6 +15,11 @@ from shapecheck.trace import Failure, TraceResult
 FLATTENS = frozenset({"view", "reshape", "flatten", "Flatten"})
 
 
+def is_flatten(layer: Layer) -> bool:
+    """A view/reshape/flatten call, or an nn.Flatten module under any name (``features.3``)."""
+    return layer.name in FLATTENS if layer.kind == "function" else layer.type in FLATTENS or layer.name in FLATTENS
+
+
 @dataclass(frozen=True)
 class Submodule:
     """A module of the model, called or not: what the unused-submodule rule needs."""
@@ -67,7 +72,7 @@ class Context:
         source = self.producer(layer)
         while source is not None and _elementwise(source):  # dropout, relu between flatten and fc
             source = self.producer(source)
-        if source is not None and source.name in FLATTENS and source.input_shapes and source.output_shapes \
+        if source is not None and is_flatten(source) and source.input_shapes and source.output_shapes \
                 and _flattens_sample(source.input_shapes[0], source.output_shapes[0]):
             return self.producer(source), source.input_shapes[0]
         return None
@@ -102,7 +107,7 @@ def _flattens_sample(before: Shape, after: Shape) -> bool:
 def _elementwise(layer: Layer) -> bool:
     # Same shape in and out, and no weights that map features: dropout, activations, norms.
     return (len(layer.input_shapes) == 1 and layer.output_shapes == layer.input_shapes
-            and layer.name not in FLATTENS and layer.attr("in_features") is None
+            and not is_flatten(layer) and layer.attr("in_features") is None
             and layer.attr("in_channels") is None)
 
 

@@ -171,6 +171,13 @@ def _smallest(ctx: Context) -> str:
 
 def _function_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
     where = dict(location=layer.called_at, layer=layer.name)
+    start = _leading_int(layer.args)
+    if layer.name == "flatten" and layer.input_shapes and start is not None and start >= len(layer.input_shapes[0]):
+        shape = layer.input_shapes[0]
+        return r.SHAPE_ERROR.finding(
+            f"flatten({layer.args}) starts at dimension {start} but {shape_text(shape)} has only {len(shape)} "
+            f"dimensions for input {ctx.input_text}; it is already flat from dimension {len(shape) - 1}: "
+            f"drop the flatten or start it at a dimension below {len(shape)}", **where)
     if layer.name in ("view", "reshape", "flatten") and layer.input_shapes:
         shape = layer.input_shapes[0]
         per_sample = math.prod(shape[1:])
@@ -181,6 +188,11 @@ def _function_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
             **where, **repair(fix.flatten_call(layer), "x.flatten(1)"))
     return r.SHAPE_ERROR.finding(
         f"{layer.type} failed on inputs {_shapes(layer)}: {failure.message}", **where)
+
+
+def _leading_int(args: str) -> int | None:
+    first = args.split(",")[0].strip().removeprefix("start_dim=")
+    return int(first) if first.lstrip("-").isdigit() else None
 
 
 def _shapes(layer: Layer) -> str:

@@ -96,7 +96,7 @@ def _dominant(ctx: Context, layer: Layer, shape: tuple[int, ...], total: int) ->
     return r.DOMINANT_LINEAR.finding(
         f"{layer.name}: Linear holds {layer.params:,} of {total:,} parameters "
         f"({layer.params / total:.0%}) because it reads the flattened {factors(shape)} map; "
-        f"nn.AdaptiveAvgPool2d(1) before it would need {shape[1] * layer.attr('out_features', 1):,} weights",
+        f"{_adaptive(shape)}(1) before it would need {shape[1] * layer.attr('out_features', 1):,} weights",
         layer.defined_at or layer.called_at, layer=layer.name, called_at=layer.called_at)
 
 
@@ -109,8 +109,14 @@ def _fixed_size(ctx: Context, layer: Layer, shape: tuple[int, ...]) -> Iterator[
     yield r.FIXED_INPUT_SIZE.finding(
         f"{layer.name}: in_features={written} counts the pixels of the {factors(shape)} map, so the model "
         f"only accepts {_span(ctx, fits)}; "
-        "nn.AdaptiveAvgPool2d or nn.LazyLinear would free the input size",
+        f"{_adaptive(shape)} or nn.LazyLinear would free the input size",
         layer.defined_at or layer.called_at, layer=layer.name, called_at=layer.called_at)
+
+
+def _adaptive(shape: tuple[int, ...]) -> str:
+    """The adaptive pool of the map's own dimension: a [B, C, D, H, W] map wants the 3d one."""
+    rank = min(max(len(shape) - 2, 1), 3)
+    return f"nn.AdaptiveAvgPool{rank}d"
 
 
 def _span(ctx: Context, fits: tuple[int, ...]) -> str:

@@ -32,6 +32,8 @@ def _message(ctx: Context, layer: Layer, found: tuple[arithmetic.Window, ...],
     parts = [f"the last {one}" if n == 1 else f"the last {n} {many}" for n, (one, many) in zip(lost, axes) if n]
     window = found[0]
     example = next(n for n, k in zip(spatial, lost) if k)
+    # Convolutions have no ceil_mode: padding is their remedy.
+    remedy = "padding" if layer.type.startswith("Conv") else "ceil_mode=True, padding"
     return (f"{layer.name}: {layer.type}({window.describe()}) turns {'x'.join(map(str, spatial))} into "
             f"{out} and never reads {' and '.join(parts)} ({window.formula(example)}) for input "
-            f"{ctx.input_text}; use ceil_mode=True, padding, or an input size that divides evenly")
+            f"{ctx.input_text}; use {remedy}, or an input size that divides evenly")
