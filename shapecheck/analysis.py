@@ -1,6 +1,7 @@
 """The public entry point: model and input spec in, Report out."""
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from shapecheck import noqa, sources
+from shapecheck.errors import UsageError
 from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
 from shapecheck.rules import batch as batch_rule
 from shapecheck.checkpoint import shapes as saved_shapes
@@ -56,6 +58,7 @@ def analyze(
         raise ValueError(f"batch must be at least 1, not {batch}")
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
+    _check_arity(model, len(inputs))
     walked = walk(model)
     result = trace(model, inputs, batch, mode, walked, origin)
     select, ignore = tuple(select), tuple(ignore)
@@ -83,6 +86,21 @@ def analyze(
         findings=findings, path=path,
         notes=_notes(result),
     )
+
+
+def _check_arity(model: nn.Module, given: int) -> None:
+    """Fewer inputs than ``forward`` requires is the invocation's mistake, not the model's."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return
+    required = [p.name for p in signature.parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    if given < len(required):
+        example = " ".join(f"--input SHAPE_OF_{name.upper()}" for name in required)
+        raise UsageError(f"{type(model).__name__}.forward{signature} takes {len(required)} inputs "
+                         f"({', '.join(required)}) but {given} {'was' if given == 1 else 'were'} given; "
+                         f"pass one --input per argument, in order: {example}")
 
 
 def _notes(result: TraceResult) -> tuple[str, ...]:

@@ -62,6 +62,8 @@ def test_select_and_ignore(in_repo, capsys):
     (["no.such.module:Net", "-i", "3"], "no module named 'no.such.module'"),
     (["examples/quiz_a.py", "-i", "3"], "invalid target"),
     (["examples/quiz_a.py:Net"], "Missing option '-i' / '--input'"),
+    (["tests/fixtures/two_inputs.py:Net", "-i", "8"],
+     "Net.forward(x, mask) takes 2 inputs (x, mask) but 1 was given; pass one --input per argument"),
 ])
 def test_usage_errors_are_one_line_with_exit_2(in_repo, capsys, argv, message):
     code, out, err = run(capsys, *argv)

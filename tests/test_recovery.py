@@ -105,3 +105,12 @@ def test_an_index_error_inside_torch_is_a_shape_finding():
     report = shapecheck.analyze(Flat(), "16")
     assert [f.code for f in report.errors] == ["SHP009"]
     assert "starts at dimension 2 but [2, 16] has only 2 dimensions" in report.errors[0].message
+
+
+def test_a_missing_channel_dimension_is_named_with_the_spec_that_adds_it():
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Flatten(), nn.Linear(8 * 26 * 26, 10))
+    report = shapecheck.analyze(model, "28x28")
+    message = report.errors[0].message
+    assert "the channel dimension is missing" in message
+    assert "--input 1x28x28" in message and "x.unsqueeze(1)" in message
+    assert shapecheck.analyze(model, "1x28x28").ok

@@ -138,6 +138,13 @@ def _channels_last_message(ctx: Context, layer: Layer, declared: int) -> str:
 def _rank_message(ctx: Context, layer: Layer, got: tuple[int, ...], rank: int) -> str:
     axes = {1: "L", 2: "H, W", 3: "D, H, W"}.get(rank, "...")
     advice = "check the reshape before it"
+    channels = layer.attr("in_channels")
+    if ctx.producer(layer) is None and len(got) == rank + 1 and channels is not None:
+        # [B, H, W] into Conv2d: PyTorch reads it as one unbatched image whose channels are the batch.
+        spec = "x".join(map(str, (channels, *ctx.inputs[0].shape)))
+        return (f"{layer.name}: {layer.type} expects [B, C, {axes}] but receives {shape_text(got)} for input "
+                f"{ctx.input_text}: the channel dimension is missing, so PyTorch reads the batch as "
+                f"{got[0]} channels; pass --input {spec}, or add it to the data with x.unsqueeze(1)")
     if ctx.producer(layer) is None:  # fed by the input itself: the spec has the wrong rank
         shape, want = ctx.inputs[0].shape, rank + 1
         example = shape[:want] if len(shape) >= want else shape + shape[-1:] * (want - len(shape))
