@@ -61,7 +61,7 @@ def analyze(
     _check_arity(model, len(inputs))
     walked = walk(model)
     result = trace(model, inputs, batch, mode, walked, origin)
-    select, ignore = tuple(select), tuple(ignore)
+    select, ignore = registry.known(tuple(select), "select"), registry.known(tuple(ignore), "ignore")
     wants_fold = registry.selected(registry.BATCH_FOLDED.code, select, ignore)
     second = trace(model, inputs, batch + 1, mode, walked, origin) if wants_fold and batch_rule.needs_second_trace(
         result.layers, batch, result.outputs) else None

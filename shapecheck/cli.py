@@ -50,6 +50,16 @@ def cli() -> None:
     """
 
 
+def _output_spec(text: str) -> tuple[int, ...]:
+    from shapecheck.spec import parse_input
+
+    try:
+        return parse_input(text).shape
+    except UsageError:
+        raise UsageError(f"invalid output spec {text!r}: give one sample's output shape without the batch, "
+                         "e.g. 10 (logits) or 1x64x64 (a mask)") from None
+
+
 def _split(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(code.strip().upper() for value in values for code in value.split(",") if code.strip())
 
@@ -99,9 +109,12 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
 
     chosen = parse_dtype(dtype) if dtype else None
     specs = [parse_input(text, chosen) for text in inputs]
-    expected = parse_input(output).shape if output else None
+    expected = _output_spec(output) if output else None
+    from shapecheck.rules.registry import known
+
     run = partial(_analyze, parse_target(target), specs, batch=batch, output=expected, mode=mode,
-                  select=_split(select), ignore=_split(ignore), verbose=verbose, max_params=max_params,
+                  select=known(_split(select), "--select"), ignore=known(_split(ignore), "--ignore"),
+                  verbose=verbose, max_params=max_params,
                   max_macs=max_macs, max_activation_memory=max_activation_memory, checkpoint=checkpoint)
     if diff:
         return _diff(run())

@@ -62,6 +62,9 @@ def test_select_and_ignore(in_repo, capsys):
     (["no.such.module:Net", "-i", "3"], "no module named 'no.such.module'"),
     (["examples/quiz_a.py", "-i", "3"], "invalid target"),
     (["examples/quiz_a.py:Net"], "Missing option '-i' / '--input'"),
+    (["examples/quiz_c.py:Net", "-i", "3x64x64", "--select", "XYZ"], "--select XYZ matches no rule; the codes are SHP001"),
+    (["examples/quiz_c.py:Net", "-i", "3x64x64", "--ignore", "SHP1,SHP999"], "--ignore SHP999 matches no rule"),
+    (["examples/quiz_a.py:Net", "-i", "3x64x64", "--output", "10x"], "invalid output spec '10x'"),
     (["tests/fixtures/two_inputs.py:Net", "-i", "8"],
      "Net.forward(x, mask) takes 2 inputs (x, mask) but 1 was given; pass one --input per argument"),
 ])

@@ -36,6 +36,18 @@ def register(rule: Rule) -> Rule:
     return rule
 
 
+def known(codes: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """``codes`` when each names a rule or a prefix of one; a typo would otherwise silently
+    select nothing (every finding dropped, a broken model passing) or ignore nothing."""
+    unknown = [c for c in codes if not any(rule.startswith(c) for rule in RULES)]
+    if unknown:
+        from shapecheck.errors import UsageError
+
+        raise UsageError(f"{option} {', '.join(unknown)} matches no rule; the codes are "
+                         f"{', '.join(sorted(RULES))} (a prefix such as SHP0 selects a group)")
+    return codes
+
+
 def selected(code: str, select: tuple[str, ...] = (), ignore: tuple[str, ...] = ()) -> bool:
     """flake8's semantics: the longest matching prefix of --select or --ignore wins."""
     rule = RULES.get(code)
