@@ -462,7 +462,9 @@ def _transposed(module: nn.Module) -> dict[str, Any]:
 class Score:
     model: str
     mutation: str
-    status: str  # "scored", "equivalent" (the mutant still runs) or "invalid" (it does not build)
+    # "scored", "equivalent" (the mutant still runs), "silent" (it runs but its output lost the
+    # batch) or "invalid" (it does not build)
+    status: str
     detected: bool = False
     located: bool = False
     rows: int = 0
@@ -471,7 +473,9 @@ class Score:
 
     @property
     def perfect(self) -> bool:
-        return self.detected and self.located and self.rows == self.rows_right
+        """Scored: caught, located, every row right. Still running: no error, every row right."""
+        caught = not self.detected if self.status == "equivalent" else self.detected and self.located
+        return caught and self.rows == self.rows_right
 
 
 def score(source: Source, mutation: Mutation) -> Score:
@@ -484,9 +488,17 @@ def score(source: Source, mutation: Mutation) -> Score:
     model, path = built.model, built.path
     x = source.example()
     truth = real_run(model, x, path)
-    if truth.error is None:
-        return Score(*label, "equivalent")
     report = shapecheck.analyze(model, source.spec)
+    output = next((shapes for name, shapes in truth.calls if name == ""), ())
+    if truth.error is None and output and output[0][:1] != (x.shape[0],):
+        # Runs, but the batch is folded into the features (view(-1, N) with N off): a silent bug.
+        return Score(*label, "silent", bool(report.errors), True, why="" if report.errors else "no error reported")
+    if truth.error is None:  # not a bug: the report must say so, with the real rows
+        ours = [(layer.name, layer.output_shapes) for layer in report.layers if layer.kind == "module" and layer.depth]
+        real = [call for call in truth.calls if call[0]]
+        right = sum(1 for a, b in zip(ours, real) if a == b)
+        false = "; ".join(f"false {f.code}: {f.message}" for f in report.errors)
+        return Score(*label, "equivalent", bool(report.errors), True, max(len(ours), len(real)), right, false)
     detected = bool(report.errors)
     located, why = _located(report, truth, built)
     rows, right, row_why = _rows(report, model, x, path, truth)

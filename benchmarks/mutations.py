@@ -37,8 +37,9 @@ def run(count: int, seed: int) -> tuple[list[mutants.Score], float]:
 
 
 def table(scores: list[mutants.Score]) -> list[str]:
-    rows = ["| models | mutants | still run | rejected by the constructor | scored | (a) detected | "
-            "(b) located | (c) rows right |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| models | mutants | still run | false errors on those | run but lose the batch | caught | "
+            "rejected by the constructor | scored | (a) detected | (b) located | (c) rows right |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     groups: dict[str, list[mutants.Score]] = collections.defaultdict(list)
     for s in scores:
         groups[family(s.model)].append(s)
@@ -47,7 +48,10 @@ def table(scores: list[mutants.Score]) -> list[str]:
         count = collections.Counter(s.status for s in group)
         rows_total = sum(s.rows for s in scored)
         rows_right = sum(s.rows_right for s in scored)
-        rows.append(f"| {name} | {len(group)} | {count['equivalent']} | {count['invalid']} | {len(scored)} | "
+        false = sum(1 for s in group if s.status == "equivalent" and not s.perfect)
+        silent = sum(1 for s in group if s.status == "silent" and s.detected)
+        rows.append(f"| {name} | {len(group)} | {count['equivalent']} | {false} | {count['silent']} | {silent} | "
+                    f"{count['invalid']} | {len(scored)} | "
                     f"{_pct(sum(s.detected for s in scored), len(scored))} | "
                     f"{_pct(sum(s.located for s in scored), len(scored))} | "
                     f"{_pct(rows_right, rows_total)} of {rows_total} |")
@@ -58,10 +62,16 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "--"
 
 
-def page(scores: list[mutants.Score], seconds: float, count: int, seed: int) -> str:
-    misses = [s for s in scores if s.status == "scored" and not s.perfect]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+def commit() -> str:
+    """The commit measured, read before the run starts; '+changes' when the tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+changes" if dirty else "")
+
+
+def page(scores: list[mutants.Score], seconds: float, count: int, seed: int, measured: str) -> str:
+    misses = [s for s in scores if s.status != "invalid" and not s.perfect]
     lines = [
         "# Bug injection",
         "",
@@ -79,10 +89,13 @@ def page(scores: list[mutants.Score], seconds: float, count: int, seed: int) -> 
         "failure (a kernel larger than its map, a `cat` of maps that disagree) the real run and the trace "
         "both stop there.",
         "",
-        "Mutants that still run are not bugs and are not scored; numbers a constructor rejects "
-        "(`GroupNorm` groups that do not divide the channels) are not shape bugs either.",
+        "Some mutants run but fold the batch into the features (`view(-1, N)` with N off by a factor): "
+        "a real forward raises nothing, yet the output has the wrong number of rows; the report must catch "
+        "them (SHP004). Mutants that otherwise still run are not bugs: for them the report must have no error and every row must "
+        "equal the real forward's (the \"false errors\" column counts those that do not). Numbers a "
+        "constructor rejects (`GroupNorm` groups that do not divide the channels) are not shape bugs either.",
         "",
-        f"Goals: {GOALS}. Measured at commit {commit} with torch {torch.__version__}, Python "
+        f"Goals: {GOALS}. Measured at commit {measured} with torch {torch.__version__}, Python "
         f"{platform.python_version()}: {len(scores)} mutants in {seconds:.0f} s "
         f"(`python benchmarks/mutations.py --count {count} --seed {seed}`). "
         "tests/test_mutations.py samples the same harness in CI (300 generated mutants and 24 of the examples').",
@@ -102,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "mutations.md")
     options = parser.parse_args(argv)
+    measured = commit()
     scores, seconds = run(options.count, options.seed)
-    options.out.write_text(page(scores, seconds, options.count, options.seed))
+    options.out.write_text(page(scores, seconds, options.count, options.seed, measured))
     print("\n".join(table(scores)))
     return 0
 
