@@ -121,6 +121,12 @@ class Solver:
                 and len(layer.input_shapes[0]) > 1 and layer.input_shapes[0][0] == 1}
         return self._traced[size]
 
+    def nearest(self, start: int, reach: int = 64) -> tuple[int | None, int | None]:
+        """The closest sizes below and above ``start`` at which the forward runs."""
+        below = next((s for s in range(start - 1, max(start - reach, 0), -1) if self.probe(s).ok), None)
+        above = next((s for s in range(start + 1, start + reach + 1) if self.probe(s).ok), None)
+        return below, above
+
     def smallest(self, start: int, limit: int = 1024) -> int | None:
         """The smallest size above ``start`` at which the forward runs."""
         return next((s for s in range(start + 1, max(limit, start) + 1) if self.probe(s).ok), None)

@@ -114,3 +114,25 @@ def test_a_missing_channel_dimension_is_named_with_the_spec_that_adds_it():
     assert "the channel dimension is missing" in message
     assert "--input 1x28x28" in message and "x.unsqueeze(1)" in message
     assert shapecheck.analyze(model, "1x28x28").ok
+
+
+def test_a_linear_on_an_unflattened_map_says_flatten_and_never_miscounts():
+    class Unflat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 32, 3), nn.Linear(32 * 12 * 12, 10)
+
+        def forward(self, x):
+            return self.fc(self.conv(x))
+
+    finding = shapecheck.analyze(Unflat(), "3x14x14").errors[0]
+    assert "receives the unflattened map [2, 32, 12, 12] from conv" in finding.message
+    assert "flatten it first with x.flatten(1), giving 32x12x12 = 4608 features" in finding.message
+    assert "= 32x12x12" not in finding.message.split("giving")[0]  # no "12 = 32x12x12"
+    assert finding.fix is None and finding.hint == "x.flatten(1)"
+
+
+def test_a_skip_join_names_both_branches_and_the_sizes_that_work():
+    finding = shapecheck.analyze(Skip(), "3x31x31").errors[0]
+    assert "torch.cat of the input [2, 3, 31, 31], up [2, 8, 32, 32]" in finding.message
+    assert "multiples of 2 work; the nearest that run are 3x30x30 and 3x32x32" in finding.message

@@ -49,6 +49,8 @@ def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
     where = dict(location=layer.defined_at or layer.called_at, layer=layer.name, called_at=layer.called_at)
     if layer.attr("in_features") is not None and failure.expected:
         _, shape = ctx.origin(layer)
+        if _unflattened(ctx, layer):  # the fix is a flatten in forward, not another in_features
+            return r.LINEAR_MISMATCH.finding(_linear_message(ctx, layer), **where, hint="x.flatten(1)")
         return r.LINEAR_MISMATCH.finding(_linear_message(ctx, layer), **where,
                                          **repair(fix.in_features(layer, got[-1], shape)))
     declared = layer.attr("in_channels", layer.attr("num_features", layer.attr("num_channels")))
@@ -105,6 +107,8 @@ def _width_message(ctx: Context, layer: Layer, got: tuple[int, ...]) -> str | No
 def _linear_message(ctx: Context, layer: Layer) -> str:
     declared = layer.attr("in_features")
     received = layer.input_shapes[0][-1]
+    if _unflattened(ctx, layer):
+        return _unflattened_message(ctx, layer, declared, layer.input_shapes[0])
     expression = layer.attr("src:in_features")
     written = f" ({expression})" if expression and expression != str(declared) else ""
     source, shape = ctx.origin(layer)
@@ -112,6 +116,26 @@ def _linear_message(ctx: Context, layer: Layer) -> str:
     breakdown = f" = {factors(shape)}" if len(shape) > 2 else ""
     return (f"{layer.name}: Linear expects in_features={declared}{written} but receives "
             f"{received}{breakdown}{origin} for input {ctx.input_text}{_fits(ctx, layer, declared)}")
+
+
+def _unflattened(ctx: Context, layer: Layer) -> bool:
+    """A map the author meant to flatten: an image-like [B, C, H, W], or C*H*W features declared."""
+    got = layer.input_shapes[0]
+    return ctx.flattened(layer) is None and len(got) > 2 and (
+        len(got) >= 4 or layer.attr("in_features") == math.prod(got[1:]))
+
+
+def _unflattened_message(ctx: Context, layer: Layer, declared: int, got: tuple[int, ...]) -> str:
+    """A Linear fed a [B, C, H, W] map: PyTorch multiplies only its last dimension."""
+    source = ctx.producer(layer)
+    origin = f" from {source.name}" if source is not None else ""
+    width = math.prod(got[1:])
+    matches = f", which is in_features={declared}" if width == declared else \
+        f"; then set in_features={width}" if declared != got[-1] else ""
+    return (f"{layer.name}: Linear receives the unflattened map {shape_text(got)}{origin} for input "
+            f"{ctx.input_text}: PyTorch applies it to the last dimension only ({got[-1]} features, not "
+            f"in_features={declared}); flatten it first with x.flatten(1), giving {factors(got)} = {width} "
+            f"features per sample{matches}")
 
 
 def _fits(ctx: Context, layer: Layer, declared: int) -> str:
@@ -139,7 +163,8 @@ def _rank_message(ctx: Context, layer: Layer, got: tuple[int, ...], rank: int) -
     axes = {1: "L", 2: "H, W", 3: "D, H, W"}.get(rank, "...")
     advice = "check the reshape before it"
     channels = layer.attr("in_channels")
-    if ctx.producer(layer) is None and len(got) == rank + 1 and channels is not None:
+    if ctx.producer(layer) is None and len(got) == rank + 1 and channels is not None \
+            and ctx.inputs[0].shape[0] != channels:
         # [B, H, W] into Conv2d: PyTorch reads it as one unbatched image whose channels are the batch.
         spec = "x".join(map(str, (channels, *ctx.inputs[0].shape)))
         return (f"{layer.name}: {layer.type} expects [B, C, {axes}] but receives {shape_text(got)} for input "
@@ -193,8 +218,34 @@ def _function_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
             f"({math.prod(shape)} elements): each sample has {per_sample} = {factors(shape)} "
             f"for input {ctx.input_text}; use x.flatten(1) or x.view(x.size(0), -1)",
             **where, **repair(fix.flatten_call(layer), "x.flatten(1)"))
+    if layer.name in _JOINS and len(layer.input_shapes) >= 2:
+        return r.SHAPE_ERROR.finding(_join_message(ctx, failure, layer), **where)
     return r.SHAPE_ERROR.finding(
         f"{layer.type} failed on inputs {_shapes(layer)}: {failure.message}", **where)
+
+
+_JOINS = frozenset({"cat", "concat", "concatenate", "stack", "add", "sub", "mul", "hstack", "vstack"})
+
+
+def _join_message(ctx: Context, failure: Failure, layer: Layer) -> str:
+    """A join of branches whose maps disagree: which module made each, and which sizes work."""
+    parts = []
+    for position, shape in enumerate(layer.input_shapes):
+        source = ctx.producer(layer, position)
+        parts.append(f"{source.name if source is not None else 'the input'} {shape_text(shape)}")
+    line = f" (called at line {source.called_at.line})" if (source := ctx.producer(layer, 1)) and source.called_at else ""
+    spatial = {s[2:] for s in layer.input_shapes if len(s) > 2}
+    hint = ""
+    if len(spatial) > 1 and ctx.square is not None and ctx.solver_for(r.SHAPE_ERROR.code) is not None:
+        below, above = ctx.solver.nearest(ctx.square)  # type: ignore[union-attr]
+        sizes = [s for s in (below, above) if s is not None]
+        period = above - below if below is not None and above is not None else None
+        multiple = f"inputs that are multiples of {period} work; " if period and below % period == 0 \
+            and above % period == 0 and period > 1 else ""
+        hint = f"; the spatial sizes differ after down- and upsampling: {multiple}" + (
+            f"the nearest that run are {' and '.join(ctx.sized(s) for s in sizes)}" if sizes else "no nearby size runs")
+    return (f"{layer.type} of {', '.join(parts)} failed for input {ctx.input_text}: the maps must agree in every "
+            f"dimension but the joined one{line}{hint}; torch says: {failure.message}")
 
 
 def _leading_int(args: str) -> int | None:

@@ -18,6 +18,30 @@ def check(ctx: Context) -> Iterator[Finding]:
     yield from _bias_before_norm(ctx)
     yield from _softmax_output(ctx)
     yield from _flattened_linears(ctx)
+    yield from _rnn_batch_first(ctx)
+
+
+_RNNS = frozenset({"RNN", "LSTM", "GRU"})
+
+
+def _rnn_batch_first(ctx: Context) -> Iterator[Finding]:
+    """SHP107: a time-first RNN whose dimension 0 carries the batch, in this trace and, when
+    there is one, in the trace at batch + 1 (so a sequence as long as the batch is not mistaken)."""
+    second = {l.name: l for l in ctx.second.layers} if ctx.second is not None else {}
+    for layer in ctx.layers:
+        if layer.type not in _RNNS or layer.attr("batch_first") is not False or not layer.input_shapes \
+                or len(layer.input_shapes[0]) != 3 or layer.input_shapes[0][0] != ctx.batch:
+            continue
+        other = second.get(layer.name)
+        if other is not None and other.input_shapes and other.input_shapes[0][:1] != (ctx.batch + 1,):
+            continue
+        shape = layer.input_shapes[0]
+        yield r.RNN_BATCH_FIRST.finding(
+            f"{layer.name}: {layer.type} has batch_first=False, so it reads {list(shape)} as [T={shape[0]}, "
+            f"B={shape[1]}, F={shape[2]}]: dimension 0 is the batch of {ctx.batch} for input {ctx.input_text}, "
+            f"and the layer runs across the samples as if they were time steps; pass batch_first=True, "
+            f"or feed it x.transpose(0, 1)", layer.defined_at or layer.called_at, layer=layer.name,
+            called_at=layer.called_at)
 
 
 def _unused(ctx: Context) -> Iterator[Finding]:

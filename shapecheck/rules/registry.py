@@ -192,6 +192,17 @@ FIXED_INPUT_SIZE = register(Rule(
     example="self.fc1 = nn.Linear(32 * 8 * 8, 10)  # only 32x32 to 35x35 inputs",
     use_instead="self.pool = nn.AdaptiveAvgPool2d((8, 8))  # any input of at least 8x8\nself.fc1 = nn.Linear(32 * 8 * 8, 10)\n# or nn.LazyLinear(10)",
 ))
+RNN_BATCH_FIRST = register(Rule(
+    "SHP107", "rnn-reads-batch-as-time", "warning",
+    "an RNN with batch_first=False receives the batch in dimension 0",
+    what=("Checks that every `RNN`, `LSTM` and `GRU` built with `batch_first=False` (PyTorch's default) "
+          "receives `[T, B, F]`, not a batch-first `[B, T, F]` input."),
+    why=("With `batch_first=False` dimension 0 is time. Fed `[B, T, F]`, the layer runs across the "
+         "samples of the batch as if they were time steps: nothing fails, the output is the same size, "
+         "and the model learns from sequences that mix unrelated samples."),
+    example="self.gru = nn.GRU(16, 32)\n...\nout, _ = self.gru(x)  # x is [B, T, 16]",
+    use_instead="self.gru = nn.GRU(16, 32, batch_first=True)\n# or: out, _ = self.gru(x.transpose(0, 1))",
+))
 PARAMS_BUDGET = register(Rule(
     "SHP201", "params-budget", "error",
     "the model has more parameters than its budget",
