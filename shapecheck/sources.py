@@ -526,7 +526,7 @@ def _class_site(cls: type) -> tuple[str, int, int, tuple] | None:
         return None
     names = [n for n in cls.__qualname__.split(".") if n != "<locals>"]
     tree = _tree(path)
-    node = _find_class(tree, names) if tree is not None else None
+    node = _find_class(tree, names, _first_line(cls)) if tree is not None else None
     if node is None:
         return None
     assignments: dict[str, tuple] = {}
@@ -545,11 +545,39 @@ def _class_site(cls: type) -> tuple[str, int, int, tuple] | None:
     return path, node.lineno, node.col_offset, tuple(assignments.values())
 
 
-def _find_class(tree: ast.AST, names: list[str]) -> ast.ClassDef | None:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == names[-1]:
-            return node
+def _find_class(tree: ast.AST, names: list[str], line: int | None = None) -> ast.ClassDef | None:
+    """The class whose qualified name is ``names`` (``Decoder.Block``, ``make.Net``), not the
+    first class of that name in the file: two classes may share a name."""
+    scopes: list[ast.AST] = [tree]
+    for depth, name in enumerate(names):
+        kinds = (ast.ClassDef,) if depth == len(names) - 1 else (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        scopes = [node for scope in scopes for node in _nested(scope) if isinstance(node, kinds) and node.name == name]
+    if line is not None:
+        scopes = [node for node in scopes if node.lineno <= line <= (node.end_lineno or node.lineno)] or scopes
+    # Python binds the last definition of a name; a class redefined later wins.
+    return scopes[-1] if scopes else None  # type: ignore[return-value]
+
+
+def _first_line(cls: type) -> int | None:
+    """A line inside the class's body, from one of its own functions' code (no source read)."""
+    for value in vars(cls).values():
+        code = getattr(getattr(value, "__func__", value), "__code__", None)
+        if code is not None:
+            return code.co_firstlineno
     return None
+
+
+def _nested(scope: ast.AST) -> list[ast.AST]:
+    """Definitions directly inside ``scope``, through if/try/with blocks but not other definitions."""
+    found: list[ast.AST] = []
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            found.append(node)
+        elif not isinstance(node, ast.expr):
+            stack.extend(ast.iter_child_nodes(node))
+    return found
 
 
 @lru_cache(maxsize=256)

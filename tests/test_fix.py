@@ -128,3 +128,20 @@ def test_fix_refuses_an_expression_it_does_not_understand(tmp_path, monkeypatch,
     assert path.read_text() == source
     assert main(["computed.py:Net", "--input", "3x16x16", "--format", "json"]) == 1
     assert "not fixed automatically: in_features is `self.width()`, not a literal expression" in capsys.readouterr().out
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("name, target, spec, old, new", [
+    ("twin_classes.py", "Net", "8", "self.fc = nn.Linear(9, 4)", "self.fc = nn.Linear(8, 4)"),
+    ("factory_model.py", "make_model", "3x16x16", "nn.Linear(128 * 4 * 4, 256)", "nn.Linear(8 * 14 * 14, 256)"),
+])
+def test_fix_edits_the_class_or_factory_that_created_the_layer(tmp_path, monkeypatch, name, target, spec, old, new):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / name
+    shutil.copy(FIXTURES / name, path)
+    original = path.read_text()
+    assert main([f"{name}:{target}", "--input", spec, "--fix"]) == 0
+    assert original.count(old) == 1
+    assert path.read_text() == original.replace(old, new)
