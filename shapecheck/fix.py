@@ -73,7 +73,9 @@ def _styled(old: str, received: int, shape: Shape) -> str:
     return str(received)
 
 
-def _fix(span: Span, old: str, new: str) -> Fix:
+def _fix(span: Span, old: str, new: str) -> Fix | str:
+    if new == old:  # an edit that changes nothing is no fix, and must not be listed as one
+        return f"the rewrite of `{old}` would leave it as it is"
     return Fix(span.path, span.line, span.column, span.end_line, span.end_column, old, new)
 
 

@@ -110,7 +110,7 @@ def traceback_location(exc: BaseException) -> Location | None:
     found = None
     tb = exc.__traceback__
     while tb is not None:
-        if _is_user_file(tb.tb_frame.f_code.co_filename):
+        if is_user_file(tb.tb_frame.f_code.co_filename):
             positions = inspect.getframeinfo(tb, context=0).positions
             column = (positions.col_offset or 0) + 1 if positions else 1
             found = Location(display_path(tb.tb_frame.f_code.co_filename), tb.tb_lineno, column)
@@ -132,10 +132,11 @@ def raised_by_user(exc: BaseException) -> bool:
         if not name.startswith(_SELF_DIR):
             last = name
         tb = tb.tb_next
-    return last is not None and _is_user_file(last)
+    return last is not None and is_user_file(last)
 
 
-def _is_user_file(path: str) -> bool:
+def is_user_file(path: str) -> bool:
+    """Not shapecheck's, torch's, the standard library's or an installed package's file."""
     return not path.startswith((_SELF_DIR, _TORCH_DIR, *_LIBRARIES)) and not path.startswith("<")
 
 
@@ -252,7 +253,7 @@ def _item_positions(path: str) -> dict[tuple[int, int, str], tuple[int, int, tup
 def factory_site(factory: Any) -> Location | None:
     """Where a factory function creates the model it returns: its one ``return`` expression."""
     code = getattr(factory, "__code__", None)
-    tree = _tree(code.co_filename) if code is not None and _is_user_file(code.co_filename) else None
+    tree = _tree(code.co_filename) if code is not None and is_user_file(code.co_filename) else None
     if tree is None:
         return None
     for node in ast.walk(tree):
@@ -368,7 +369,7 @@ def class_location(cls: type) -> Location | None:
     """Where ``cls`` is defined; None for a class of torch or another installed package,
     where the user can change nothing (a finding then points at the user's call instead)."""
     site = _class_site(cls)
-    if site is None or not _is_user_file(site[0]):
+    if site is None or not is_user_file(site[0]):
         return None
     return Location(display_path(site[0]), site[1], site[2] + 1)
 

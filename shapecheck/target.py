@@ -20,7 +20,7 @@ from shapecheck import patches, torchapi
 from shapecheck.errors import UsageError
 from shapecheck.patches import collector_paused
 from shapecheck.report import Location
-from shapecheck.sources import display_path, factory_site, traceback_location
+from shapecheck.sources import display_path, factory_site, is_user_file, traceback_location
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,23 @@ def load(target: Target, fresh: bool = False) -> Any:
     ``fresh`` imports it again, for the re-analysis after --fix rewrote the file.
     """
     if fresh:
-        name = _package_root(os.path.abspath(target.module))[1] if target.is_file else target.module
-        sys.modules.pop(name, None)
+        _forget_user_modules(target)
     module = _import_file(target) if target.is_file else _import_module(target)
     if not hasattr(module, target.name):
         raise UsageError(f"{target.module} has no {target.name!r}; {_candidates(module)}")
     return getattr(module, target.name)
+
+
+def _forget_user_modules(target: Target) -> None:
+    """Drop the target's module and every user module loaded from its folder (a sibling file
+    that defines a layer, a helper package), so a re-analysis after --fix reads them all anew."""
+    name = _package_root(os.path.abspath(target.module))[1] if target.is_file else target.module
+    root = _package_root(os.path.abspath(target.module))[0] if target.is_file else os.getcwd()
+    folder = os.path.join(root, "")
+    for key, module in list(sys.modules.items()):
+        path = os.path.abspath(getattr(module, "__file__", None) or "")
+        if key == name or (path.startswith(folder) and is_user_file(path)):
+            sys.modules.pop(key, None)
 
 
 def build(target: Target, verbose: bool = False, fresh: bool = False) -> Built:

@@ -145,3 +145,13 @@ def test_fix_edits_the_class_or_factory_that_created_the_layer(tmp_path, monkeyp
     assert main([f"{name}:{target}", "--input", spec, "--fix"]) == 0
     assert original.count(old) == 1
     assert path.read_text() == original.replace(old, new)
+
+
+def test_fix_in_a_sibling_module_is_seen_by_the_re_analysis(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ("model.py", "sibling_layers.py"):
+        shutil.copy(FIXTURES / "sibling" / name, tmp_path / name)
+    assert main(["model.py:Net", "--input", "3x17x17", "--fix"]) == 0
+    assert "nn.Linear(20 * 13 * 13, 10)" in (tmp_path / "sibling_layers.py").read_text()
+    err = capsys.readouterr().err
+    assert err.count("fixed") == 1 and "SHP001" not in capsys.readouterr().out
