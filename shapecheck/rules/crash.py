@@ -61,9 +61,14 @@ def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
         source, _ = ctx.origin(layer)
         origin = f" from {source.name} {shape_text(source.output_shapes[0])}" if source and source.output_shapes else ""
         key = next(k for k in ("in_channels", "num_features", "num_channels") if layer.attr(k) is not None)
+        advice = f"set {key}={got[1]} or change the layer before it"
+        if len(got) == 3 and got[-1] == declared:
+            # [B, L, C] where [B, C, L] belongs: a sequence whose length sits in the channel slot.
+            advice = (f"the input looks like [B, L, C] = {shape_text(got)} with its {declared} channels last, "
+                      f"where {layer.type} reads [B, C, L]: feed it x.transpose(1, 2)")
         return r.CHANNEL_MISMATCH.finding(
             f"{layer.name}: {layer.type} expects {key}={declared} but receives {got[1]} channels"
-            f"{origin} for input {ctx.input_text}; set {key}={got[1]} or change the layer before it", **where)
+            f"{origin} for input {ctx.input_text}; {advice}", **where)
     width = _width_message(ctx, layer, got)
     if width is not None and failure.expected:
         return r.SHAPE_ERROR.finding(width, **where)

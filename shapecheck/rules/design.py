@@ -19,6 +19,37 @@ def check(ctx: Context) -> Iterator[Finding]:
     yield from _softmax_output(ctx)
     yield from _flattened_linears(ctx)
     yield from _rnn_batch_first(ctx)
+    yield from _decoder_off_by(ctx)
+
+
+_NEAR = 4  # pixels: further off, the output is a different resolution by design, not a near miss
+
+
+def _decoder_off_by(ctx: Context) -> Iterator[Finding]:
+    """SHP108: an output map as deep as the input whose spatial size misses the input's by a few pixels."""
+    if not ctx.completed or not ctx.outputs or not ctx.inputs:
+        return
+    given, out = ctx.inputs[0].shape, ctx.outputs[0][1:]
+    ups = [l for l in ctx.layers if l.type.startswith("ConvTranspose") and l.input_shapes and l.output_shapes]
+    if len(out) != len(given) or len(given) < 2 or not ups or out[1:] == given[1:] \
+            or any(abs(a - b) > _NEAR for a, b in zip(out[1:], given[1:])):
+        return
+    steps = "; ".join(f"{l.name}: {_up_formula(l)}" for l in ups)
+    last = ups[-1]
+    yield r.DECODER_OFF_BY.finding(
+        f"{last.name}: the output is {'x'.join(map(str, out[1:]))} but the input is "
+        f"{'x'.join(map(str, given[1:]))} (input {ctx.input_text}): the upsampling does not undo the "
+        f"downsampling ({steps}); "
+        "set output_padding (or padding) on the transposed convolution so the sizes meet",
+        last.defined_at or last.called_at, layer=last.name, called_at=last.called_at)
+
+
+def _up_formula(layer: Layer) -> str:
+    from shapecheck import arithmetic
+
+    found = arithmetic.windows(layer)
+    n = layer.input_shapes[0][-1]
+    return found[-1].formula(n) if found else f"{n} -> {layer.output_shapes[0][-1]}"
 
 
 _RNNS = frozenset({"RNN", "LSTM", "GRU"})

@@ -203,6 +203,18 @@ RNN_BATCH_FIRST = register(Rule(
     example="self.gru = nn.GRU(16, 32)\n...\nout, _ = self.gru(x)  # x is [B, T, 16]",
     use_instead="self.gru = nn.GRU(16, 32, batch_first=True)\n# or: out, _ = self.gru(x.transpose(0, 1))",
 ))
+DECODER_OFF_BY = register(Rule(
+    "SHP108", "decoder-size-off", "warning",
+    "a decoder's output misses the input's size by a few pixels",
+    what=("Compares a model's spatial output (an autoencoder's reconstruction, a segmentation map) with its "
+          "input and reports an output a few pixels smaller or larger, naming the transposed convolutions "
+          "and their arithmetic."),
+    why=("Floor division on the way down and `(in - 1)*s - 2p + k` on the way up need not meet: 24x24 "
+         "becomes 23x23. A loss against the input then fails, or a crop or interpolate added to silence it "
+         "shifts every pixel."),
+    example="self.up = nn.ConvTranspose2d(16, 3, 3, stride=2, padding=1)  # 12 -> 23",
+    use_instead="self.up = nn.ConvTranspose2d(16, 3, 3, stride=2, padding=1, output_padding=1)  # 12 -> 24",
+))
 PARAMS_BUDGET = register(Rule(
     "SHP201", "params-budget", "error",
     "the model has more parameters than its budget",
