@@ -121,6 +121,11 @@ class Solver:
                 and len(layer.input_shapes[0]) > 1 and layer.input_shapes[0][0] == 1}
         return self._traced[size]
 
+    def width_varies(self, linear: str, start: int) -> bool:
+        """Whether the features ``linear`` receives change with the input size at all."""
+        widths = {self._features(size).get(linear) for size in (start, 2 * start)}
+        return len(widths - {None}) > 1
+
     def nearest(self, start: int, reach: int = 64) -> tuple[int | None, int | None]:
         """The closest sizes below and above ``start`` at which the forward runs."""
         below = next((s for s in range(start - 1, max(start - reach, 0), -1) if self.probe(s).ok), None)

@@ -136,3 +136,24 @@ def test_a_skip_join_names_both_branches_and_the_sizes_that_work():
     finding = shapecheck.analyze(Skip(), "3x31x31").errors[0]
     assert "torch.cat of the input [2, 3, 31, 31], up [2, 8, 32, 32]" in finding.message
     assert "multiples of 2 work; the nearest that run are 3x30x30 and 3x32x32" in finding.message
+
+
+def test_back_solve_hints_only_where_the_width_follows_the_input():
+    pooled = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2))
+    message = shapecheck.analyze(pooled, "3x32x32").errors[0].message
+    assert "fits" not in message  # adaptive pooling: no input size would give 16
+    spatial = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 28 * 28, 2))
+    assert "fits 3x30x30 inputs" in shapecheck.analyze(spatial, "3x32x32").errors[0].message
+
+
+def test_an_expression_that_is_not_the_number_is_not_shown_as_if_it_were():
+    class Helper(nn.Module):
+        def __init__(self, width: int = 8193) -> None:
+            super().__init__()
+            self.fc = nn.Linear(width, 2)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    message = shapecheck.analyze(Helper(), "16").errors[0].message
+    assert "expects in_features=8193 but receives 16" in message

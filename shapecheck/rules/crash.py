@@ -1,6 +1,7 @@
 """Crash rules: each failure from the trace becomes one finding with the real numbers."""
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Iterator
 
@@ -115,12 +116,29 @@ def _linear_message(ctx: Context, layer: Layer) -> str:
     if _unflattened(ctx, layer):
         return _unflattened_message(ctx, layer, declared, layer.input_shapes[0])
     expression = layer.attr("src:in_features")
-    written = f" ({expression})" if expression and expression != str(declared) else ""
+    # The author's expression, when it is the number itself (not a helper's parameter name).
+    written = f" ({expression})" if expression and expression != str(declared) \
+        and _evaluates_to(expression, declared) else ""
     source, shape = ctx.origin(layer)
     origin = f" from {source.name} {shape_text(shape)}" if source is not None else f" {shape_text(shape)}"
     breakdown = f" = {factors(shape)}" if len(shape) > 2 else ""
     return (f"{layer.name}: Linear expects in_features={declared}{written} but receives "
             f"{received}{breakdown}{origin} for input {ctx.input_text}{_fits(ctx, layer, declared)}")
+
+
+def _evaluates_to(expression: str, value: int) -> bool:
+    """Integer arithmetic that equals ``value``; an expression of names cannot be checked."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return False
+    if not all(isinstance(n, ast.Expression | ast.BinOp | ast.UnaryOp | ast.Constant | ast.operator | ast.unaryop)
+               for n in ast.walk(tree)):
+        return False
+    try:
+        return eval(compile(tree, "<in_features>", "eval"), {"__builtins__": {}}) == value  # literals only
+    except (ArithmeticError, TypeError):
+        return False
 
 
 def _unflattened(ctx: Context, layer: Layer) -> bool:
@@ -149,8 +167,10 @@ def _fits(ctx: Context, layer: Layer, declared: int) -> str:
     if solver is None or size is None:
         return ""
     fits = solver.fits(layer.name, declared, size)
-    if not fits:
+    if not fits and solver.width_varies(layer.name, size):
         return f"; {declared} fits no input from {ctx.sized(1)} to {ctx.sized(2 * size)}"
+    if not fits:
+        return ""  # the width does not follow the input size (adaptive pooling): no size would fit
     span = ctx.sized(fits[0]) if len(fits) == 1 else f"{ctx.sized(fits[0])} to {ctx.sized(fits[-1])}"
     gaps = "" if fits == tuple(range(fits[0], fits[-1] + 1)) else f" (sizes {ranges(fits)})"
     return f"; {declared} fits {span} inputs{gaps}"
