@@ -84,7 +84,7 @@ def analyze(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=totals, outputs=result.outputs,
         findings=findings, path=path,
-        notes=_notes(result),
+        notes=_notes(result, totals),
     )
 
 
@@ -103,9 +103,12 @@ def _check_arity(model: nn.Module, given: int) -> None:
                          f"pass one --input per argument, in order: {example}")
 
 
-def _notes(result: TraceResult) -> tuple[str, ...]:
-    notes = ["the forward reads tensor values, so it ran on CPU with stand-in weights"] \
-        if result.device == "cpu" else []
+def _notes(result: TraceResult, totals: Totals) -> tuple[str, ...]:
+    from shapecheck.render.numbers import size
+
+    notes = [f"the forward reads tensor values, so it ran on CPU with {size(totals.param_bytes + totals.buffer_bytes)} "
+             "of weights for this run only: the model's real ones where it has them, random stand-ins "
+             "for those on meta"] if result.device == "cpu" else []
     stop = next((f for f in result.failures if not f.recovered and f.index is not None), None)
     if stop is not None and stop.kind == "shape":
         notes.append(f"the trace stopped at {result.layers[stop.index].name}: no correctly shaped output "

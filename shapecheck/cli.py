@@ -131,7 +131,11 @@ def _analyze(target: Any, specs: list, *, verbose: bool, fresh: bool = False, **
     report = analyze(built.model, specs, name=built.target.name, path=built.target.path, origin=built.origin,
                      **options)
     if built.device == "cpu":
-        report = _with_note(report, "the constructor needs real values, so the model was built on CPU")
+        from shapecheck.render.numbers import size
+
+        memory = size(report.totals.param_bytes + report.totals.buffer_bytes)
+        report = _with_note(report, f"the constructor needs real values, so the model was built on CPU, "
+                                    f"with {memory} of real parameters and buffers")
     return report
 
 

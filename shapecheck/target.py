@@ -129,17 +129,22 @@ def construct(factory: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
     (regnet computes its widths with ``.tolist()``) gets real CPU tensors for that, and only
     its parameters go to meta as they are registered, the way accelerate's
     ``init_empty_weights`` does it. Only when that fails too is the model built on CPU.
+    A failure that is not about meta values is the constructor's own: it is raised at once,
+    without running the constructor again.
     """
     try:
         with _MetaDevice(), _no_meta_init():
             return factory(*args, **kwargs), "meta"
-    except Exception:
-        pass
+    except Exception as exc:
+        if not torchapi.reads_values(exc):
+            raise  # the constructor's own error: reported at once, at the user's line
     try:
         with _parameters_on_meta(), _no_meta_init():
             return factory(*args, **kwargs), "meta"
-    except Exception:
-        return factory(*args, **kwargs), "cpu"
+    except Exception as exc:
+        if not torchapi.reads_values(exc):
+            raise
+    return factory(*args, **kwargs), "cpu"
 
 
 class _MetaDevice(torchapi.DeviceMode):

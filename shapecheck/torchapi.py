@@ -110,3 +110,18 @@ def aten_ops(names: Iterable[str]) -> list[Any]:
         if op is not None:
             found.append(op)
     return found
+
+
+# -- value reads ------------------------------------------------------------------------
+# What torch's errors say when code needs a meta tensor's values (``.item()``, ``nonzero``,
+# a branch on a tensor), or mixes meta with real tensors. The one table: the trace, the
+# sizes solver and the building step all ask here.
+_VALUE_MARKERS = ("meta tensor", "register_meta", "'Meta' backend", "on meta", "device='meta'",
+                  # a forward that makes CPU tensors itself, on either side of an op
+                  "expected device meta", "Tensor on device meta is not", "meta and cpu", "cpu and meta")
+
+
+def reads_values(exc: BaseException) -> bool:
+    """Whether ``exc`` says the code needed real values that the meta device does not have."""
+    text = str(exc)
+    return any(marker in text for marker in _VALUE_MARKERS)

@@ -644,11 +644,6 @@ def _collect(obj: Any, found: list[torch.Tensor], depth: int) -> None:
             _collect(item, found, depth + 1)
 
 
-_VALUE_MARKERS = ("meta tensor", "register_meta", "'Meta' backend", "on meta", "device='meta'",
-                  # a forward that makes CPU tensors itself, on either side of an op
-                  "expected device meta", "Tensor on device meta is not")
-
-
 def raise_if_needs_values(exc: Exception) -> None:
-    if any(marker in str(exc) for marker in _VALUE_MARKERS):
+    if torchapi.reads_values(exc):
         raise NeedsValues(str(exc)) from exc

@@ -195,7 +195,7 @@ def test_constructor_that_reads_its_own_weights_is_built_on_cpu(tmp_path, capsys
     """})
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(capsys, "m.py:Net", "-i", "4")
-    assert code == 0 and "[2, 6]" in out and "built on CPU" in out
+    assert code == 0 and "[2, 6]" in out and "built on CPU, with 120 B of real parameters" in out
 
 
 def test_importing_the_cli_does_not_import_torch():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import threading
 
+import pytest
 import torch
 from torch import nn
 from torchvision import models as tv
@@ -88,3 +89,17 @@ def test_value_writes_are_skipped_on_meta_and_only_there():
         "table": ((3, 4), torch.float16, asked), "cpu_ones": ((2,), torch.float32, "cpu")}
     assert torch.equal(model.cpu_ones, torch.ones(2))
     assert model.scale.requires_grad
+
+
+def test_a_constructor_error_is_raised_at_once_and_the_constructor_runs_once():
+    calls = []
+
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            calls.append(1)
+            raise ValueError("bad config")
+
+    with pytest.raises(ValueError, match="bad config"):
+        construct(Broken)
+    assert len(calls) == 1
