@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from shapecheck import noqa, sources
+from shapecheck import lazy, noqa, sources
 from shapecheck.errors import UsageError
 from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
 from shapecheck.rules import batch as batch_rule
@@ -59,6 +59,7 @@ def analyze(
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
     _check_arity(model, len(inputs))
+    model = lazy.initialized(model, inputs, batch, mode)  # the user's lazy modules stay uninitialised
     walked = walk(model)
     result = trace(model, inputs, batch, mode, walked, origin)
     select, ignore = registry.known(tuple(select), "select"), registry.known(tuple(ignore), "ignore")

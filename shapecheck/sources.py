@@ -250,6 +250,18 @@ def _item_positions(path: str) -> dict[tuple[int, int, str], tuple[int, int, tup
     return found
 
 
+def instance_site(path: str, name: str) -> Location | None:
+    """Where a module-level ``name = <expression>`` assigns the model (the name, as a class's
+    ``self.name = ...`` is located)."""
+    tree = _tree(path) if is_user_file(path) else None
+    for node in tree.body if tree is not None else ():
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id == name:
+            target = node.targets[0]
+            return Location(display_path(path), target.lineno, _column(_lines(path), target.lineno, target.col_offset))
+    return None
+
+
 def factory_site(factory: Any) -> Location | None:
     """Where a factory function creates the model it returns: its one ``return`` expression."""
     code = getattr(factory, "__code__", None)

@@ -20,7 +20,7 @@ from shapecheck import patches, torchapi
 from shapecheck.errors import UsageError
 from shapecheck.patches import collector_paused
 from shapecheck.report import Location
-from shapecheck.sources import display_path, factory_site, is_user_file, traceback_location
+from shapecheck.sources import display_path, factory_site, instance_site, is_user_file, traceback_location
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class Target:
 class Built:
     model: nn.Module
     target: Target
-    device: str
-    origin: Location | None = None  # a factory function's return expression, that created the model
+    device: str  # "meta"; "cpu" when the constructor needed real values; "instance" when the file made it
+    origin: Location | None = None  # where the model was created: a factory's return, a module-level assignment
 
 
 def parse_target(text: str) -> Target:
@@ -87,6 +87,13 @@ def load(target: Target, fresh: bool = False) -> Any:
     return getattr(module, target.name)
 
 
+def _instance_site(model: nn.Module, target: Target) -> Location | None:
+    """Where a module-level ``name = nn.Sequential(...)`` creates the model, to locate its items."""
+    module = sys.modules.get(_package_root(os.path.abspath(target.module))[1] if target.is_file else target.module)
+    path = getattr(module, "__file__", None)
+    return instance_site(path, target.name) if path else None
+
+
 def _forget_user_modules(target: Target) -> None:
     """Drop the target's module and every user module loaded from its folder (a sibling file
     that defines a layer, a helper package), so a re-analysis after --fix reads them all anew."""
@@ -102,6 +109,11 @@ def _forget_user_modules(target: Target) -> None:
 def build(target: Target, verbose: bool = False, fresh: bool = False) -> Built:
     """Construct the model on the meta device, falling back to CPU when ``__init__`` needs values."""
     factory = load(target, fresh)
+    if isinstance(factory, nn.Module):  # file.py:model, where model = nn.Sequential(...): analyzed as is
+        if target.args or target.kwargs:
+            raise UsageError(f"{target.text}: {target.name} is a model instance, not a class; drop the arguments")
+        device = next((t.device.type for t in (*factory.parameters(), *factory.buffers())), "cpu")
+        return Built(factory, target, device if device == "meta" else "instance", _instance_site(factory, target))
     if not callable(factory):
         raise UsageError(f"{target.text}: {target.name} is not an nn.Module class or a function returning one")
     _check_arguments(target, factory)
@@ -277,6 +289,10 @@ def _package_root(path: str) -> tuple[str, str]:
 
 
 def _import_module(target: Target) -> ModuleType:
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # ``pkg.mod:Name`` resolves from the working directory, as ``python -m`` does; the
+        # console script's own sys.path starts at its bin folder instead.
+        sys.path.insert(0, os.getcwd())
     return _guarded(target, lambda: importlib.import_module(target.module))
 
 

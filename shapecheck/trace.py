@@ -18,9 +18,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.parameter import UninitializedTensorMixin
 from torch.overrides import TorchFunctionMode, resolve_name
 
-from shapecheck import fastmeta, memo, patches, recovery, sources, torchapi
+from shapecheck import fastmeta, lazy, memo, patches, recovery, sources, torchapi
 from shapecheck.memo import Memo
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
@@ -454,12 +455,12 @@ def param_counts(model: nn.Module, tree: Tree | None = None) -> dict[int, int]:
     tree = module_tree(model) if tree is None else tree
     slots = [p for _, m in tree for p in m._parameters.values() if p is not None]
     if len({id(p) for p in slots}) != len(slots):
-        return {id(m): sum(p.numel() for p in m.parameters()) for m in model.modules()}
+        return {id(m): sum(lazy.numel(p) for p in m.parameters()) for m in model.modules()}
     counts: dict[int, int] = {}
 
     def count(module: nn.Module) -> int:
         if id(module) not in counts:
-            own = sum(p.numel() for p in module._parameters.values() if p is not None)
+            own = sum(lazy.numel(p) for p in module._parameters.values() if p is not None)
             counts[id(module)] = own + sum(count(child) for child in module._modules.values()
                                            if child is not None)
         return counts[id(module)]
@@ -523,8 +524,8 @@ def stand_ins(model: nn.Module, device: str,
     for kind, share in (("_parameters", True), ("_buffers", False)):
         for prefix, module in tree:
             for key, tensor in getattr(module, kind).items():
-                if tensor is None:
-                    continue
+                if tensor is None or isinstance(tensor, UninitializedTensorMixin):
+                    continue  # a lazy module's: it materialises itself, on meta, as the trace reaches it
                 if id(tensor) not in made:
                     own = share and device == "meta" and tensor.is_meta
                     made[id(tensor)] = tensor if own else _stand_in(tensor, device, share)

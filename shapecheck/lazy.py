@@ -1,0 +1,61 @@
+"""Lazy modules (``nn.LazyLinear``, ``nn.LazyConv2d``, ``nn.LazyBatchNorm2d``) infer their sizes
+from the first input they see. An analysis must not be that first input for the user's own
+module, which would then hold weights it never asked for: shapecheck infers them on a copy.
+
+The copy shares no memory with the model: every parameter and buffer is replaced in the
+copy by an empty meta tensor of its shape (``copy.deepcopy``'s memo), and an uninitialised
+one by an uninitialised meta parameter, which materialises on meta. One trace of the copy
+(which goes on past shape errors, so a lazy layer after a broken one still sees an input)
+initialises it; the analysis then runs on the copy, with the inferred sizes in its rows and
+its parameters counted after inference.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, UninitializedTensorMixin
+
+from shapecheck.spec import InputSpec
+
+
+def has_uninitialized(model: nn.Module) -> bool:
+    return any(isinstance(t, UninitializedTensorMixin)
+               for m in model.modules() for t in (*m._parameters.values(), *m._buffers.values()))
+
+
+def initialized(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Any) -> nn.Module:
+    """``model`` itself when nothing in it is lazy; otherwise a meta copy with every lazy size inferred."""
+    if not has_uninitialized(model):
+        return model
+    from shapecheck.trace import trace  # the trace imports this module's neighbours, not this one
+
+    twin = copy.deepcopy(model, memo=_meta_memo(model))
+    trace(twin, inputs, batch, mode)
+    return twin
+
+
+def _meta_memo(model: nn.Module) -> dict[int, Any]:
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for tensor in (*module._parameters.values(), *module._buffers.values()):
+            if tensor is not None and id(tensor) not in memo:
+                memo[id(tensor)] = _meta(tensor)
+    return memo
+
+
+def _meta(t: torch.Tensor) -> torch.Tensor:
+    if isinstance(t, UninitializedParameter):
+        return UninitializedParameter(requires_grad=t.requires_grad, device="meta", dtype=t.dtype)
+    if isinstance(t, UninitializedBuffer):
+        return UninitializedBuffer(requires_grad=t.requires_grad, device="meta", dtype=t.dtype)
+    empty = torch.empty(t.shape, dtype=t.dtype, device="meta")
+    return nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else empty
+
+
+def numel(t: torch.Tensor) -> int:
+    """``t.numel()``, 0 for a lazy tensor whose size is not known yet."""
+    return 0 if isinstance(t, UninitializedTensorMixin) else t.numel()

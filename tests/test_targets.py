@@ -1,0 +1,85 @@
+"""Every model a user has: lazy modules, module-level instances, dotted targets."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import shapecheck
+from shapecheck.cli import main
+
+
+class Lazy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.LazyConv2d(8, 3)
+        self.bn = nn.LazyBatchNorm2d()
+        self.fc = nn.LazyLinear(10)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.conv(x)).flatten(1))
+
+
+def test_lazy_modules_are_inferred_on_a_copy_and_the_users_stay_uninitialised():
+    model = Lazy()
+    report = shapecheck.analyze(model, "3x16x16")
+    assert report.ok and report.outputs == ((2, 10),)
+    fc = report.layer("fc")
+    assert fc.attr("in_features") == 8 * 14 * 14 and report.layer("conv").attr("in_channels") == 3
+    real = Lazy()
+    real(torch.randn(1, 3, 16, 16))  # the ground truth: torch's own inference
+    assert report.totals.params == sum(p.numel() for p in real.parameters())
+    assert isinstance(model.fc.weight, nn.parameter.UninitializedParameter)  # untouched
+    assert type(model.fc) is nn.LazyLinear and isinstance(model.bn.running_mean, nn.parameter.UninitializedBuffer)
+
+
+def test_a_lazy_layer_after_a_broken_one_is_still_inferred():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(16, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    report = shapecheck.analyze(model, "3x16x16")
+    assert [f.code for f in report.errors] == ["SHP002"]
+    assert report.layer("3").attr("in_features") == 4 * 12 * 12
+
+
+def _write(tmp_path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(textwrap.dedent(text))
+
+
+def test_a_module_level_instance_is_analyzed_as_is_and_located(tmp_path, monkeypatch, capsys):
+    _write(tmp_path, "inst.py", """\
+        import torch.nn as nn
+
+        model = nn.Sequential(
+            nn.Conv2d(3, 8, 3),
+            nn.Flatten(),
+            nn.Linear(8 * 15 * 15, 10),
+        )
+    """)
+    monkeypatch.chdir(tmp_path)
+    assert main(["inst.py:model", "--input", "3x16x16"]) == 1
+    out = capsys.readouterr().out
+    assert "inst.py:6:5: SHP001 2: Linear expects in_features=1800 (8 * 15 * 15)" in out
+    assert "contextlib" not in out and "built on CPU" not in out
+
+
+def test_a_dotted_target_resolves_from_the_working_directory(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    _write(tmp_path / "pkg", "nets.py", """\
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+
+            def forward(self, x):
+                return self.fc(x)
+    """)
+    script = Path(sys.executable).parent / "shapecheck"  # its sys.path starts at bin/, not the working directory
+    done = subprocess.run([str(script), "pkg.nets:Net", "--input", "4"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "fc (Linear)" in done.stdout
