@@ -67,7 +67,7 @@ def analyze(
     second = trace(model, inputs, batch + 1, mode, walked, origin) if wants_fold and batch_rule.needs_second_trace(
         result.layers, batch, result.outputs) else None
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
-                  second=second, submodules=_submodules(walked), touched=result.touched,
+                  second=second, submodules=_submodules(walked), touched=result.touched, fetched=result.fetched,
                   select=select, ignore=ignore,
                   solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model, origin))
     totals = _totals(walked.tree, result)
@@ -128,8 +128,15 @@ def _submodules(walked: Walk) -> tuple[Submodule, ...]:
     firsts: dict[int, tuple[str, nn.Module]] = {}  # model.named_modules(): each module once
     for name, module in walked.tree:
         firsts.setdefault(id(module), (name, module))
-    return tuple(Submodule(name, type(module).__name__, walked.params[id(module)])
+    modules = dict(walked.tree)
+    return tuple(Submodule(name, type(module).__name__, walked.params[id(module)], _referenced(modules, name))
                  for name, module in firsts.values())
+
+
+def _referenced(modules: dict[str, nn.Module], name: str) -> bool:
+    owner_name, _, attr = name.rpartition(".")
+    owner = modules.get(owner_name)
+    return bool(name) and owner is not None and attr in sources.referenced_attributes(type(owner))
 
 
 def _locate(model: nn.Module, origin: Location | None, name: str) -> Location | None:

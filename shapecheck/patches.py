@@ -16,6 +16,8 @@ What is patched:
 
 - ``nn.Module.__call__``, for a trace: forward hooks cannot catch a failing layer and
   substitute its output, so the call itself is intercepted;
+- ``nn.Module.__getattr__``, for a trace: a submodule the forward reads without calling it
+  (an attention dropout whose ``p`` is read, a helper used through its methods) is used;
 - ``nn.Module.register_parameter``, for a build: a constructor that needs real values for
   its arithmetic gets them, while its parameters go to meta as they are registered;
 - the ``nn.init`` fill functions, for a build: they skip meta tensors, whose values do not
@@ -92,7 +94,19 @@ def _method_dispatcher(original: Any, handler: ContextVar) -> Any:
     return method
 
 
+def _getattr_dispatcher(original: Any, handler: ContextVar) -> Any:
+    def __getattr__(module: nn.Module, name: str) -> Any:  # noqa: N807 - it is __getattr__
+        found = original(module, name)
+        active = handler.get()
+        if active is not None and isinstance(found, nn.Module):
+            active(found)
+        return found
+    return __getattr__
+
+
 MODULE_CALL = _Switch(nn.Module, "__call__", _call_dispatcher)
+# nn.Module.__getattr__ serves only what __dict__ lacks: submodules, parameters, buffers.
+MODULE_FETCH = _Switch(nn.Module, "__getattr__", _getattr_dispatcher)
 REGISTER_PARAMETER = _Switch(nn.Module, "register_parameter", _method_dispatcher)
 
 # Every nn.init function only writes values. transformers' no_init_weights skips the same list.
@@ -106,6 +120,14 @@ def module_calls(handler: Callable[[Any, nn.Module, tuple, dict], Any]) -> Itera
     """``handler(original_call, module, args, kwargs)`` for every module call of this context."""
     with MODULE_CALL.using(handler) as original:
         yield original
+
+
+@contextmanager
+def module_fetches(handler: Callable[[nn.Module], Any]) -> Iterator[None]:
+    """``handler(submodule)`` for every submodule this context reads as an attribute
+    (``self.drop.p``, ``self.corr.index(...)``): a module used without being called."""
+    with MODULE_FETCH.using(handler):
+        yield
 
 
 @contextmanager

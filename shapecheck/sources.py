@@ -370,6 +370,25 @@ def _attribute_site(owner: type, attr: str, cwd: str) -> tuple[Location | None, 
     return class_location(owner), None
 
 
+@lru_cache(maxsize=1024)
+def referenced_attributes(cls: type) -> frozenset[str]:
+    """Every ``self.<name>`` that a method of ``cls`` (or a user base class) other than
+    ``__init__`` reads."""
+    found: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is nn.Module or not issubclass(klass, nn.Module):
+            break
+        site = _class_site(klass)
+        tree = _tree(site[0]) if site is not None else None
+        node = _find_class(tree, [n for n in klass.__qualname__.split(".") if n != "<locals>"],
+                           _first_line(klass)) if tree is not None else None
+        for function in (n for n in ast.walk(node) if isinstance(n, ast.FunctionDef)) if node else ():
+            if function.name != "__init__":
+                found |= {a.attr for a in ast.walk(function) if isinstance(a, ast.Attribute)
+                          and isinstance(a.value, ast.Name) and a.value.id == "self" and isinstance(a.ctx, ast.Load)}
+    return frozenset(found)
+
+
 def _submodule(root: nn.Module, name: str) -> nn.Module | None:
     try:
         return root.get_submodule(name)
@@ -523,6 +542,7 @@ def forget() -> None:
     _assigned.cache_clear()
     _assignments.cache_clear()
     _attribute_site.cache_clear()
+    referenced_attributes.cache_clear()
     _item_positions.cache_clear()
     _item_site.cache_clear()
 

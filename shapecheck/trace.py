@@ -84,6 +84,8 @@ class TraceResult:
     device: Literal["meta", "cpu"]
     # Parameters and buffers the user's forward handed to an op directly (F.linear(x, self.w)).
     touched: frozenset[str] = frozenset()
+    # Submodules the forward read as attributes without calling them (self.drop.p).
+    fetched: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -119,6 +121,7 @@ class _Tracer:
     alive: list[torch.Tensor] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
     touched: set[int] = field(default_factory=set)
+    fetched: set[int] = field(default_factory=set)  # submodules read as attributes
     suspended: bool = False
 
     # -- rows ---------------------------------------------------------------------------
@@ -140,6 +143,11 @@ class _Tracer:
             if self.producers.get(id(t), -1) < index:
                 self.producers[id(t)] = index
                 self.alive.append(t)
+
+    def fetch(self, module: nn.Module) -> None:
+        """A submodule read as an attribute inside the forward (not by functional_call's setup)."""
+        if self.stack:
+            self.fetched.add(id(module))
 
     def sources_of(self, tensors: list[torch.Tensor]) -> tuple[int | None, ...]:
         return tuple(self.producers.get(id(t)) for t in tensors)
@@ -395,7 +403,8 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     out = None
     try:
         # tracer.module_call sees this context's module calls; other threads see torch's own.
-        with patches.module_calls(tracer.module_call), in_mode(model, mode, tree), torch.no_grad(), \
+        with patches.module_calls(tracer.module_call), patches.module_fetches(tracer.fetch), \
+                in_mode(model, mode, tree), torch.no_grad(), \
                 _FunctionMode(tracer, device), _FlopMode(tracer):
             swapped = {k: t for k, t in weights.items() if id(t) not in own}
             out = functional_call(model, swapped, xs, strict=False, tie_weights=False)
@@ -406,7 +415,8 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     modules = dict(tree)
     layers = tuple(_freeze(i, row, model, modules, origin) for i, row in enumerate(tracer.rows))
     outputs = tuple(tuple(t.shape) for t in _tensors(out))
-    return TraceResult(layers, tuple(tracer.failures), outputs, device, _touched(weights, tracer.touched))
+    fetched = frozenset(names[key] for key in tracer.fetched if key in names)
+    return TraceResult(layers, tuple(tracer.failures), outputs, device, _touched(weights, tracer.touched), fetched)
 
 
 def _touched(weights: dict[str, torch.Tensor], ids: set[int]) -> frozenset[str]:

@@ -27,6 +27,9 @@ class Submodule:
     name: str
     type: str
     numel: int  # parameters under it, its own submodules' included
+    # Its owner's methods other than __init__ mention self.<it>: used on some path the trace
+    # did not take (timm reads an attention dropout's p only in training).
+    referenced: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Context:
     second: TraceResult | None = None
     submodules: tuple[Submodule, ...] = ()
     touched: frozenset[str] = frozenset()
+    fetched: frozenset[str] = frozenset()
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     # Services that run the model again, used only when a rule fires.

@@ -80,9 +80,15 @@ def _unused(ctx: Context) -> Iterator[Finding]:
     if not ctx.completed:
         return  # an aborted forward never reached the later layers
     called = {layer.name for layer in ctx.layers if layer.kind == "module"}
-    # A parameter the forward read directly keeps its owner, and everything above it, alive.
-    live = _with_ancestors(called | {p.rpartition(".")[0] for p in ctx.touched})
+    # A parameter the forward read directly keeps its owner, and everything above it, alive;
+    # so does reading the submodule itself (an attention dropout whose p is read, a helper
+    # used through its methods).
+    live = _with_ancestors(called | ctx.fetched | {p.rpartition(".")[0] for p in ctx.touched})
     for m in ctx.submodules:
+        if m.type == "Identity" or m.referenced:
+            # A placeholder (drop-path off, no norm) has nothing to call or delete; a module
+            # the forward's code names is used on a path this trace did not take.
+            continue
         if m.name and m.name not in live and m.name.rpartition(".")[0] in live:
             params = f"its {m.numel:,} parameters are" if m.numel else "it has no parameters, but it is"
             yield r.UNUSED_SUBMODULE.finding(
