@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 SNAPSHOT_DIR = "__shapecheck_snapshots__"
+NO_TABLE = False  # --shapecheck-no-table, read by assert_shapes
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global NO_TABLE
+    NO_TABLE = bool(config.getoption("shapecheck_no_table", False))  # assert_shapes' default
     config.addinivalue_line(
         "markers", "shapecheck(input, output=None, max_params=None, max_macs=None, fixture='model', **options): "
                    "check the model fixture's shapes before the test runs")
@@ -50,6 +53,9 @@ def pytest_runtest_call(item: pytest.Item) -> None:
                     "(or name another with fixture=...)", pytrace=False)
     if marker.args:
         options.setdefault("input", marker.args[0])
+    if "input" not in options:
+        pytest.fail("@pytest.mark.shapecheck needs the input shape: @pytest.mark.shapecheck(input=\"3x32x32\")",
+                    pytrace=False)
     from shapecheck.testing import assert_shapes
 
     assert_shapes(funcargs[fixture], table=not item.config.getoption("shapecheck_no_table"), **options)
@@ -81,7 +87,10 @@ class ShapeSnapshot:
         from shapecheck.report import Report
 
         __tracebackhide__ = True
-        report = model if isinstance(model, Report) else analyze(model, input or "3x64x64", **options)
+        if input is None and not isinstance(model, Report):
+            pytest.fail("shape_snapshot.assert_match(model, input) needs the input shape, e.g. \"3x32x32\"",
+                        pytrace=False)
+        report = model if isinstance(model, Report) else analyze(model, input, **options)
         current, path = snapshot.data(report), self.path(name)
         if self.update:
             path.parent.mkdir(parents=True, exist_ok=True)

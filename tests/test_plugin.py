@@ -158,3 +158,39 @@ def test_snapshot_drift_lines_are_the_documented_ones():
     assert "fc1 in_features 2880 -> 3380, params +25,000" in lines
     assert lines[0] == "input 3x60x60 -> 3x64x64" and not any(line.startswith("Net ") for line in lines)
     assert Solver(quiz_a.Net(), [parse_input("3x64x64")]).sweep(60, 70).accepted == (64, 65, 66, 67)
+
+
+def test_assert_shapes_honours_no_table_and_every_check_needs_its_input(models):
+    models.makepyfile(test_direct="""
+        import pytest
+        import quiz_c
+        import shapecheck
+
+        def test_assert_shapes_direct():
+            shapecheck.assert_shapes(quiz_c.Net(), input="3x64x64")
+
+        @pytest.mark.shapecheck(output=5)
+        def test_marker_without_input(model):
+            pass
+
+        @pytest.fixture
+        def model():
+            return quiz_c.Net()
+
+        def test_snapshot_without_input(shape_snapshot):
+            shape_snapshot.assert_match(quiz_c.Net())
+    """)
+    result = models.runpytest_subprocess("-p", "no:cacheprovider", "--shapecheck-no-table")
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    assert "SHP001 fc1" in out and "fc1 (Linear)  !" not in out  # diagnostics, no table
+    result.stdout.fnmatch_lines(["*@pytest.mark.shapecheck needs the input shape*",
+                                 "*assert_match(model, input) needs the input shape*"])
+
+
+def test_assert_shapes_requires_an_input():
+    import inspect
+
+    import shapecheck
+
+    assert inspect.signature(shapecheck.assert_shapes).parameters["input"].default is inspect.Parameter.empty
