@@ -12,6 +12,7 @@ from torch import nn
 
 from shapecheck import lazy, noqa, sources
 from shapecheck.errors import UsageError
+from shapecheck.grouping import grouped
 from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
 from shapecheck.rules import batch as batch_rule
 from shapecheck.checkpoint import shapes as saved_shapes
@@ -80,7 +81,7 @@ def analyze(
     if checkpoint is not None:
         mine = {key: tuple(t.shape) for key, t in model.state_dict(keep_vars=True).items()}
         found += checkpoint_rule.check(ctx, mine, saved_shapes(checkpoint))
-    findings = noqa.keep(f for f in found if registry.selected(f.code, select, ignore))
+    findings = grouped(noqa.keep(f for f in found if registry.selected(f.code, select, ignore)))
     return Report(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=totals, outputs=result.outputs,

@@ -243,8 +243,10 @@ def _item_positions(path: str) -> dict[tuple[int, int, str], tuple[int, int, tup
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.Module):
             for stmt in ast.walk(node):
-                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-                    index(place(stmt.targets[0]), stmt.value, node)
+                if isinstance(stmt, ast.Assign):
+                    for target, value in _pairs(stmt):
+                        if value is not None:
+                            index(place(target), value, node)
                 elif isinstance(stmt, ast.Return) and stmt.value is not None and isinstance(node, ast.FunctionDef):
                     index(place(stmt.value), stmt.value, node)
     return found
@@ -564,18 +566,30 @@ def _class_site(cls: type) -> tuple[str, int, int, tuple] | None:
         return None
     assignments: dict[str, tuple] = {}
     for stmt in ast.walk(node):
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else (
-            [stmt.target] if isinstance(stmt, ast.AnnAssign) else [])
-        for target in targets:
+        if not isinstance(stmt, ast.Assign | ast.AnnAssign):
+            continue
+        for target, value in _pairs(stmt):
             if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
                     and target.value.id == "self" and target.attr not in assignments):
-                value = stmt.value
                 call = value if isinstance(value, ast.Call) else None
                 assignments[target.attr] = (
                     target.attr, target.lineno, target.col_offset,
                     tuple(_raw_argument(a) for a in call.args) if call else (),
                     tuple((k.arg, _raw_argument(k.value)) for k in call.keywords if k.arg) if call else ())
     return path, node.lineno, node.col_offset, tuple(assignments.values())
+
+
+def _pairs(stmt: ast.Assign | ast.AnnAssign) -> list[tuple[ast.expr, ast.expr | None]]:
+    """(target, value) of an assignment, unpacking ``self.a, self.b = A(), B()`` element-wise."""
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+    pairs: list[tuple[ast.expr, ast.expr | None]] = []
+    for target in targets:
+        if isinstance(target, ast.Tuple | ast.List) and isinstance(stmt.value, ast.Tuple | ast.List) \
+                and len(target.elts) == len(stmt.value.elts):
+            pairs += list(zip(target.elts, stmt.value.elts))
+        else:
+            pairs.append((target, stmt.value))
+    return pairs
 
 
 def _find_class(tree: ast.AST, names: list[str], line: int | None = None) -> ast.ClassDef | None:

@@ -175,3 +175,11 @@ def test_only_a_name_that_always_holds_a_number_counts_as_a_hard_coded_batch(tmp
     assert names_a_constant(here, "BATCH") and names_a_constant(here, "self.bs")
     assert not names_a_constant(here, "n")  # also assigned x.size(0)
     assert not names_a_constant(here, "self.rows") and not names_a_constant(here, "x.size(0)")
+
+
+def test_findings_of_one_rule_at_one_line_are_one_finding_with_the_count_and_names():
+    built = build(parse_target(f"{FIXTURES.parent / 'unet_helper.py'}:UNet"))
+    report = shapecheck.analyze(built.model, "3x64x64")
+    bias = [f for f in report.findings if f.code == "SHP103"]
+    assert [f.location.line for f in bias] == [8, 11]  # the helper's two convolutions, once each
+    assert bias[0].message.endswith("[5 layers made at this line: d1.0, d2.0, d3.0, c2.0, ...]")
