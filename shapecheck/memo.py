@@ -101,11 +101,11 @@ def _writes(func: Any) -> bool:
 
 
 def _pure(func: Any) -> bool:
-    """No output aliases an input and no input is written: safe to replay."""
+    """No output aliases an input and no input is written: safe to replay. (A random op is
+    as safe: its outputs' metadata does not depend on the draw.)"""
     if func not in _PURE:
         schema = func._schema
-        _PURE[func] = not schema.is_mutable and not any(r.alias_info for r in schema.returns) \
-            and "nondeterministic_seeded" not in getattr(func, "tags", ())
+        _PURE[func] = not schema.is_mutable and not any(r.alias_info for r in schema.returns)
     return _PURE[func]
 
 

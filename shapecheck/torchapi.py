@@ -77,26 +77,14 @@ except ImportError:  # pragma: no cover
 
 
 def flops(func: Any, args: tuple, kwargs: dict, out: Any) -> int:
-    """torch.utils.flop_counter's count for one aten op; 0 for an op it has no formula for."""
-    packet = getattr(func, "_overloadpacket", None)
-    formula = _flop_registry.get(packet)
-    if formula is None:
-        return 0
-    inner = getattr(formula, "__wrapped__", None)
-    if inner is None or getattr(formula, "__qualname__", "") != "shape_wrapper.<locals>.nf":
-        return formula(*args, **kwargs, out_val=out)
-    # Most formulas are wrapped to take shapes in place of tensors, through a pytree map
-    # that costs more than the formula: the plain lists and tuples of aten arguments map
-    # directly.
-    return inner(*_shapes(args), out_shape=_shapes(out), **{k: _shapes(v) for k, v in kwargs.items()})
+    """torch.utils.flop_counter's count for one aten op; 0 for an op it has no formula for.
 
-
-def _shapes(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.shape
-    if type(value) is tuple or type(value) is list:
-        return type(value)(_shapes(v) for v in value)
-    return value
+    (A shortcut past the formulas' pytree map, keyed on shape_wrapper's qualname, was never
+    taken: functools.wraps gives the wrapper its formula's name. The memo replays most ops'
+    FLOPs anyway, so the formulas are called as torch calls them.)
+    """
+    formula = _flop_registry.get(getattr(func, "_overloadpacket", None))
+    return formula(*args, **kwargs, out_val=out) if formula is not None else 0
 
 
 # -- aten ops ---------------------------------------------------------------------------
