@@ -158,6 +158,9 @@ def _diff(report: Any) -> int:
     unfixed = [f for f in report.findings if f.severity == "error" and f.fix is None]
     for finding in unfixed:
         click.echo(f"not fixable: {finding.code} {finding.message}", err=True)
+    if not changes and not unfixed:
+        click.echo("nothing to change: " + (f"no finding has a fix ({len(report.findings)} finding(s), no error)"
+                                            if report.findings else "no finding"), err=True)
     # As ruff --diff: 1 when the files would change, so CI can require a clean tree.
     return EXIT_FINDINGS if changes or unfixed else EXIT_CLEAN
 

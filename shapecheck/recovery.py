@@ -36,7 +36,7 @@ class Rerun:
     args: tuple
     kwargs: dict
     expected: tuple[int, ...]  # the first input's shape as the layer declared it
-    how: str = "declared"  # or "channels_last": the raw input read as [B, H, W, C]
+    how: str = "declared"  # "channels_last": the raw input read as [B, H, W, C]; "hidden": an RNN's h_0
     # Attention maps back to its embed_dim: declared to match what it received, its output
     # has the received width. The first output's last size becomes this.
     width: int | None = None
@@ -101,11 +101,14 @@ def looks_channels_last(shape: tuple[int, ...], channels: int) -> bool:
 
 
 def _rnn(module: Any, x: torch.Tensor, args: tuple, kwargs: dict) -> Repair | None:
-    if x.dim() not in (2, 3) or x.shape[-1] == module.input_size:
-        return None  # the input is right: a wrong hidden state has no stand-in of its own
-    # The output does not depend on the initial hidden state: drop it, it may be wrong too.
-    rest = {k: v for k, v in kwargs.items() if k not in ("hx", "h_0", "c_0")}
-    return Rerun((_with(x, -1, module.input_size),), rest, _with_shape(x, -1, module.input_size))
+    hidden = len(args) > 1 or "hx" in kwargs
+    if x.dim() not in (2, 3) or (x.shape[-1] == module.input_size and not hidden):
+        return None
+    # The outputs' shapes do not depend on the initial hidden state: drop it, it is the one
+    # at fault when the input is right (and may be wrong too when it is not).
+    rest = {k: v for k, v in kwargs.items() if k != "hx"}
+    return Rerun((_with(x, -1, module.input_size),), rest, _with_shape(x, -1, module.input_size),
+                 "hidden" if x.shape[-1] == module.input_size else "declared")
 
 
 def _attention(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> Repair | None:

@@ -217,3 +217,10 @@ def test_the_console_script_runs_without_torchvision(in_repo):
     result = subprocess.run([sys.executable, "-m", "shapecheck", "examples/quiz_b.py:Net", "-i", "3x64x64"],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "SHP001" in result.stdout
+
+
+def test_diff_with_nothing_to_change_says_why_in_one_line(in_repo, capsys):
+    code, out, err = run(capsys, "examples/one_layer.py:OneLayer", "-i", "3x32x32", "--diff")
+    assert code == 0 and out == "" and err == "nothing to change: no finding\n"
+    code, out, err = run(capsys, "examples/quiz_a.py:Net", "-i", "3x64x64", "--diff")
+    assert code == 0 and out == "" and err.startswith("nothing to change: no finding has a fix") and err.count("\n") == 1

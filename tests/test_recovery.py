@@ -157,3 +157,21 @@ def test_an_expression_that_is_not_the_number_is_not_shown_as_if_it_were():
 
     message = shapecheck.analyze(Helper(), "16").errors[0].message
     assert "expects in_features=8193 but receives 16" in message
+
+
+def test_an_rnns_wrong_hidden_state_is_explained_and_the_trace_goes_on():
+    class Hidden(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm, self.head = nn.LSTM(16, 32, batch_first=True), nn.Linear(32, 4)
+
+        def forward(self, x):
+            h0 = torch.zeros(1, 8, 32)  # a batch of 8 written into the model
+            out, _ = self.lstm(x, (h0, h0))
+            return self.head(out[:, -1])
+
+    report = shapecheck.analyze(Hidden(), "10x16")
+    assert report.layer("lstm").output_shapes[0] == (2, 10, 32) and report.outputs == ((2, 4),)
+    message = report.errors[0].message
+    assert "initial hidden state must be [num_layers * directions, 2, 32]" in message
+    assert "but is [1, 8, 32], [1, 8, 32]" in message

@@ -70,6 +70,8 @@ def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
         return r.CHANNEL_MISMATCH.finding(
             f"{layer.name}: {layer.type} expects {key}={declared} but receives {got[1]} channels"
             f"{origin} for input {ctx.input_text}; {advice}", **where)
+    if failure.how == "hidden":
+        return r.SHAPE_ERROR.finding(_hidden_message(ctx, layer, got), **where)
     width = _width_message(ctx, layer, got)
     if width is not None and failure.expected:
         return r.SHAPE_ERROR.finding(width, **where)
@@ -81,6 +83,17 @@ def _module_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
         return r.INPUT_TOO_SMALL.finding(_too_small_message(ctx, layer, got, kernel), **where)
     return r.SHAPE_ERROR.finding(
         f"{layer.name}: {layer.type} failed on input {_shapes(layer)}: {failure.message}", **where)
+
+
+def _hidden_message(ctx: Context, layer: Layer, got: tuple[int, ...]) -> str:
+    """An RNN whose input is right but whose initial hidden state is not."""
+    batch = got[0] if layer.attr("batch_first") and len(got) == 3 else got[1] if len(got) == 3 else None
+    given = ", ".join(shape_text(s) for s in layer.input_shapes[1:]) or "the one given"
+    want = f"[num_layers * directions, {batch}, {layer.attr('hidden_size')}]" if batch is not None else \
+        f"[num_layers * directions, {layer.attr('hidden_size')}]"
+    return (f"{layer.name}: {layer.type}'s initial hidden state must be {want} for its input {shape_text(got)} "
+            f"but is {given} for input {ctx.input_text}; build h_0 from the input's batch "
+            f"(x.size({0 if layer.attr('batch_first') else 1})), or leave it out for zeros")
 
 
 def _width_message(ctx: Context, layer: Layer, got: tuple[int, ...]) -> str | None:
