@@ -14,8 +14,9 @@ def needs_second_trace(layers: tuple[Layer, ...], batch: int, outputs: tuple[Sha
     never restores it (windows folded into the batch, as Swin does, come back out), or one that
     names the batch with a number."""
     reshapes = [l for l in layers if _reshape(l) and _leads(l.input_shapes[0], batch)]
-    lost = bool(outputs) and not _leads(outputs[0], batch)
-    return any((lost and not _leads(l.output_shapes[0], batch)) or _names_batch(l, batch) for l in reshapes)
+    lost = bool(outputs) and bool(outputs[0]) and not _leads(outputs[0], batch)
+    # An output that does not lead with the batch is worth the second trace by itself (SHP109).
+    return lost or any(_names_batch(l, batch) for l in reshapes)
 
 
 def check(ctx: Context) -> Iterator[Finding]:
@@ -33,6 +34,21 @@ def check(ctx: Context) -> Iterator[Finding]:
         if breaks or (folds and lost):
             yield _finding(ctx, first, second)
             return  # everything downstream inherits the fold
+    if lost and ctx.completed and ctx.outputs and ctx.outputs[0]:
+        yield _output_finding(ctx)
+
+
+def _output_finding(ctx: Context) -> Finding:
+    """SHP109: no reshape folds the batch, yet the output does not follow it."""
+    second = ctx.second.outputs[0] if ctx.second is not None and ctx.second.outputs else None
+    last = next((l for l in reversed(ctx.layers) if l.output_shapes and l.output_shapes[0] == ctx.outputs[0]), None)
+    made = f"; it comes from {last.name} ({last.type})" if last is not None and last.depth else ""
+    return r.OUTPUT_LOSES_BATCH.finding(
+        f"the output {shape_text(ctx.outputs[0])} at batch {ctx.batch} is "
+        f"{shape_text(second) if second else 'missing'} at batch {ctx.batch + 1}: its first dimension does not "
+        f"follow the batch for input {ctx.input_text}{made}; a reduction or an index over dimension 0, or a "
+        "time-first layer, took the batch away", last.defined_at or last.called_at if last is not None else None,
+        layer=last.name if last is not None else None, called_at=last.called_at if last is not None else None)
 
 
 def _loses_batch(ctx: Context) -> bool:

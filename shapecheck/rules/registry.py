@@ -215,6 +215,17 @@ DECODER_OFF_BY = register(Rule(
     example="self.up = nn.ConvTranspose2d(16, 3, 3, stride=2, padding=1)  # 12 -> 23",
     use_instead="self.up = nn.ConvTranspose2d(16, 3, 3, stride=2, padding=1, output_padding=1)  # 12 -> 24",
 ))
+OUTPUT_LOSES_BATCH = register(Rule(
+    "SHP109", "output-loses-batch", "warning",
+    "the model's output does not follow the batch",
+    what=("Traces the model at a second batch size when its output does not start with the batch, and "
+          "reports an output whose first dimension does not follow it."),
+    why=("A loss compares the output with one target per sample. An output that lost the batch (a mean "
+         "over dimension 0, `x[0]`, a time-first RNN read at the wrong axis) still broadcasts against the "
+         "targets or trains on the wrong rows, without an error."),
+    example="return self.head(x).mean(0)  # [classes]: averaged over the batch",
+    use_instead="return self.head(x.mean(1))  # [B, classes]: averaged over time, per sample",
+))
 PARAMS_BUDGET = register(Rule(
     "SHP201", "params-budget", "error",
     "the model has more parameters than its budget",
