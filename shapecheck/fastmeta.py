@@ -39,6 +39,14 @@ class ChannelMismatch(RuntimeError):
                          f"channels but receives {_text(given)} with {given[1]}")
 
 
+class InputTooSmall(RuntimeError):
+    """A convolution whose (padded) input is smaller than its (dilated) kernel."""
+
+    def __init__(self, given: tuple[int, ...], weight: tuple[int, ...]) -> None:
+        self.given, self.weight = given, weight
+        super().__init__(f"convolution with weight {_text(weight)} needs a larger input than {_text(given)}")
+
+
 def _text(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
@@ -183,12 +191,7 @@ def _convolution(x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: list[
     if transposed and x.dim() == weight.dim() and x.shape[1] != weight.shape[0]:
         # torch's meta kernel accepts this (its CPU and CUDA kernels do not): say it here.
         raise ChannelMismatch(tuple(x.shape), tuple(weight.shape))
-    receives = weight.shape[0] if transposed else weight.shape[1] * groups
-    if x.dim() != weight.dim() or rank < 1 or not x.is_floating_point() \
-            or x.stride() != _contiguous(x.shape) or weight.stride() != _contiguous(weight.shape) \
-            or x.shape[1] != receives or weight.shape[0] % groups \
-            or (bias is not None and tuple(bias.shape) != (_out_channels(weight, transposed, groups),)) \
-            or x.dtype != weight.dtype:
+    if x.dim() != weight.dim() or rank < 1:
         return None
     sizes = []
     for n, k, st, p, d, op in zip(x.shape[2:], weight.shape[2:], _each(stride, rank), _each(padding, rank),
@@ -197,8 +200,15 @@ def _convolution(x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: list[
             return None  # torch's own "output padding must be smaller than either stride or dilation"
         out = (n - 1) * st - 2 * p + d * (k - 1) + op + 1 if transposed else (n + 2 * p - d * (k - 1) - 1) // st + 1
         if out < 1:
-            return None  # torch's own "kernel size can't be greater than input size"
+            # Real kernels raise; the meta kernel of torch 2.6 and older returns an empty map.
+            raise InputTooSmall(tuple(x.shape), tuple(weight.shape))
         sizes.append(out)
+    receives = weight.shape[0] if transposed else weight.shape[1] * groups
+    if not x.is_floating_point() or x.stride() != _contiguous(x.shape) or weight.stride() != _contiguous(weight.shape) \
+            or x.shape[1] != receives or weight.shape[0] % groups \
+            or (bias is not None and tuple(bias.shape) != (_out_channels(weight, transposed, groups),)) \
+            or x.dtype != weight.dtype:
+        return None
     return torch.empty((x.shape[0], _out_channels(weight, transposed, groups), *sizes), dtype=x.dtype,
                        device="meta")
 

@@ -24,7 +24,13 @@ def _meta(shape, dtype=torch.float32, layout="contiguous"):
 
 def _same(func, args, kwargs=None):
     kwargs = kwargs or {}
-    ours = fastmeta.outputs(func, args, kwargs)
+    try:
+        ours = fastmeta.outputs(func, args, kwargs)
+    except RuntimeError:  # shapecheck raises where the real kernels do
+        with pytest.raises(RuntimeError):
+            func(*[a.new_empty(a.shape, device="cpu") if isinstance(a, torch.Tensor) else a for a in args],
+                 **kwargs)
+        return False
     try:
         real = func(*args, **kwargs)
     except Exception:
@@ -131,7 +137,10 @@ def test_cat(shape, parts, data):
     assert _same(aten.cat.default, (tensors, dim))
 
 
-@pytest.mark.parametrize("op", [aten._softmax.default, aten._safe_softmax.default])
+@pytest.mark.parametrize("op", [aten._softmax.default,
+                                pytest.param(getattr(getattr(aten, "_safe_softmax", None), "default", None),
+                                             marks=pytest.mark.skipif(not hasattr(aten, "_safe_softmax"),
+                                                                      reason="torch 2.5 added _safe_softmax"))])
 def test_softmax(op):
     x = _meta((2, 3, 4))
     args = (x, -1, False) if op is aten._softmax.default else (x, -1)
