@@ -141,3 +141,34 @@ def test_checkpoint_is_loaded_with_weights_only(quiz, tmp_path, capsys):
     assert "cannot load checkpoint" in err and "weights_only=True" in err
     code, _, err = run(capsys, "examples/quiz_a.py:Net", "-i", "3x64x64", "--checkpoint", "missing.pt")
     assert code == 2 and "no such checkpoint: missing.pt" in err
+
+
+SCHEMAS = __import__("pathlib").Path(__file__).parent / "schemas"
+
+
+@pytest.mark.parametrize("argv", [
+    ["examples/quiz_c.py:Net", "-i", "3x64x64"],  # errors with fixes and hints
+    ["examples/quiz_a.py:Net", "-i", "3x64x64"],  # warnings and info only
+    ["examples/missing_import.py:Net", "-i", "3x32x32"],  # a forward error
+    ["examples/quiz_a.py:Net", "-i", "3x64"],  # a trace that stops, with a note
+])
+def test_json_and_sarif_validate_against_their_schemas(in_repo, capsys, argv):
+    import jsonschema
+
+    from shapecheck.render.json import SCHEMA_FILE
+
+    _, out, _ = run(capsys, *argv, "--format", "json")
+    report = json.loads(out)
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(report)
+    assert all(key in finding for finding in report["findings"] for key in ("hint", "fix", "called_at"))
+    _, out, _ = run(capsys, *argv, "--format", "sarif")
+    sarif_schema = json.loads((SCHEMAS / "sarif-schema-2.1.0.json").read_text())
+    jsonschema.Draft4Validator(sarif_schema).validate(json.loads(out))
+
+
+def test_json_layers_carry_their_configuration(in_repo, capsys):
+    _, out, _ = run(capsys, "examples/quiz_c.py:Net", "-i", "3x64x64", "--format", "json")
+    layers = {layer["name"]: layer for layer in json.loads(out)["layers"]}
+    assert layers["conv1"]["config"]["kernel_size"] == [5, 5] and layers["fc1"]["config"]["in_features"] == 2880
+    assert layers["relu"]["config"] == {}
+    assert not any(key.startswith(("src:", "arg:")) for layer in layers.values() for key in layer["config"])

@@ -1,8 +1,10 @@
-"""``--format json``: the stable schema documented in docs/json-schema.md."""
+"""``--format json``: the stable schema documented in docs/json-schema.md, and shipped as a
+JSON Schema file in the package (``shapecheck/schema/report.schema.json``, see ``SCHEMA_FILE``)."""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from shapecheck.report import Finding, Layer, Location, Report
@@ -10,6 +12,7 @@ from shapecheck.rules.registry import RULES
 from shapecheck.spec import dtype_name
 
 SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "report.schema.json"
 
 
 def render(report: Report, **_: Any) -> str:
@@ -44,6 +47,8 @@ def _layer(layer: Layer) -> dict[str, Any]:
         "input_shapes": [list(s) for s in layer.input_shapes],
         "output_shapes": [list(s) for s in layer.output_shapes],
         "params": layer.params, "macs": layer.macs, "failed": layer.failed,
+        "config": {key: list(value) if isinstance(value, tuple) else value for key, value in layer.attrs
+                   if not key.startswith(("src:", "arg:"))},
         "defined_at": _location(layer.defined_at), "called_at": _location(layer.called_at),
     }
 
@@ -57,11 +62,8 @@ def _finding(finding: Finding) -> dict[str, Any]:
         "path": loc.path if loc else None, "line": loc.line if loc else None,
         "column": loc.column if loc else None, "layer": finding.layer,
         "called_at": _location(finding.called_at),
+        "hint": finding.hint, "fix": asdict(finding.fix) if finding.fix else None,
     }
-    if finding.hint:
-        data["hint"] = finding.hint
-    if finding.fix:
-        data["fix"] = asdict(finding.fix)
     return data
 
 
