@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import ast
 import os
+import subprocess
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -175,18 +176,70 @@ def _codes(value: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def select(config: Config, files: Sequence[str]) -> tuple[ModelConfig, ...]:
-    """With no files, every configured model; with files (from the hook), the models defined
-    in them or importing them, plus the zero-config classes they declare."""
-    declared_here = [m for f in files for m in declared(f)] if config.zero_config else []
+    """With no files, every configured model and (with zero_config) every class in the project
+    that declares shapecheck_input. With files (from the hook), those of them defined in a
+    changed file or importing one, directly or through other project files: a broken helper
+    in a sibling module re-checks every model that uses it."""
+    declared_here = [replace(m, target=f"{_relative(f, config.root)}:{m.target.rpartition(':')[2]}")
+                     for f in project_files(config.root) for m in declared(f)] if config.zero_config else []
+    known = {m.target for m in config.models}
+    candidates = [*config.models, *(m for m in declared_here if m.target not in known)]
     if not files:
-        return config.models
+        return tuple(candidates)
     changed = {Path(f).resolve() for f in files}
-    names = {name for f in changed for name in _module_names(f, config.root)}
-    chosen = [m for m in config.models
-              if (path := _model_path(m, config.root)) is not None
-              and (path in changed or _imports_any(path, names, changed))]
-    known = {m.target for m in chosen}
-    return tuple(chosen) + tuple(m for m in declared_here if m.target not in known)
+    return tuple(m for m in candidates if (path := _model_path(m, config.root)) is not None
+                 and (path in changed or changed & imported_files(path, config.root)))
+
+
+_SKIPPED = frozenset({".git", ".hg", ".venv", "venv", "env", "node_modules", "build", "dist", "site-packages",
+                      "__pycache__", ".tox", ".nox", ".compat", ".eggs"})
+
+
+def project_files(root: Path) -> list[Path]:
+    """The project's Python files that mention shapecheck_input: git's tracked files when the
+    root is a repository, else a walk that skips virtual environments and build folders."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--", "*.py"], cwd=root, capture_output=True,
+                                check=True).stdout.decode().split("\0")
+        paths = [root / name for name in listed if name]
+    except (OSError, subprocess.CalledProcessError):
+        paths = _walk(root)
+    return [p for p in paths if p.is_file() and INPUT_ATTRIBUTE.encode() in p.read_bytes()]
+
+
+def _walk(root: Path) -> list[Path]:
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIPPED and not d.startswith(".")]
+        found += [Path(folder) / name for name in names if name.endswith(".py")]
+    return found
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def imported_files(path: Path, root: Path) -> set[Path]:
+    """The project files that ``path`` imports, directly or through other project files."""
+    seen: set[Path] = set()
+    todo = [path]
+    while todo:
+        current = todo.pop()
+        absolute, siblings = imports(current)
+        found = {f for name in absolute for base in (root, current.parent) for f in _module_files(base, name)}
+        found |= {f for name in siblings for f in _module_files(current.parent, name)}
+        for file in found - seen - {path}:
+            seen.add(file)
+            todo.append(file)
+    return seen
+
+
+def _module_files(base: Path, name: str) -> list[Path]:
+    candidate = base / Path(*name.split("."))
+    return [p.resolve() for p in (candidate.with_suffix(".py"), candidate / "__init__.py") if p.is_file()]
 
 
 def _model_path(model: ModelConfig, root: Path) -> Path | None:
@@ -200,15 +253,3 @@ def _model_path(model: ModelConfig, root: Path) -> Path | None:
     return None
 
 
-def _module_names(path: Path, root: Path) -> set[str]:
-    """``pkg.models.net``, ``models.net`` and ``net`` for root/pkg/models/net.py."""
-    try:
-        parts = path.with_suffix("").relative_to(root).parts
-    except ValueError:
-        parts = (path.stem,)
-    return {".".join(parts[i:]) for i in range(len(parts))}
-
-
-def _imports_any(model: Path, names: set[str], changed: set[Path]) -> bool:
-    absolute, siblings = imports(model)
-    return bool(absolute & names) or any(p.parent == model.parent and p.stem in siblings for p in changed)

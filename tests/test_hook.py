@@ -82,6 +82,32 @@ def test_zero_config_classes_declare_their_input(tmp_path, monkeypatch, capsys):
     assert "tiny.py:10:9: SHP007 output is 5 per sample but 10 was expected" in capsys.readouterr().out
 
 
+TINY = ("import torch.nn as nn\nfrom blocks import width\n\n\nclass Tiny(nn.Module):\n    shapecheck_input = '3x8x8'\n\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(width(), 5)\n\n"
+        "    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
+
+
+def test_no_files_checks_the_zero_config_classes_too(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.py").write_text(TINY)
+    (tmp_path / "blocks.py").write_text("def width():\n    return 3 * 8 * 7\n")
+    assert main([]) == 1
+    assert "tiny.py:Tiny (input 3x8x8): 1 error(s)" in capsys.readouterr().out
+
+
+def test_a_change_two_imports_away_rechecks_configured_and_zero_config_models(project, capsys):
+    (project / "models" / "layers.py").write_text("from sizes import classes\nimport torch.nn as nn\n\n\n"
+                                                  "def head():\n    return nn.Linear(50, classes())\n")
+    (project / "models" / "sizes.py").write_text("def classes():\n    return 5\n")
+    (project / "models" / "tiny.py").write_text(TINY.replace("from blocks import width", "from layers import head")
+                                                .replace("width()", "3 * 8 * 7"))
+    (project / "pyproject.toml").write_text(PYPROJECT.replace("[tool.shapecheck]", "[tool.shapecheck]\nzero_config = true"))
+    assert main(["models/sizes.py"]) == 1  # net.py -> layers.py -> sizes.py; tiny.py -> layers.py -> sizes.py
+    out = capsys.readouterr().out
+    assert "models/net.py:Net (input 3x64x64)" in out and "models/tiny.py:Tiny (input 3x8x8)" in out
+    assert main(["other.py"]) == 0
+
+
 def test_config_typos_are_usage_errors(tmp_path, capsys):
     (tmp_path / "pyproject.toml").write_text("[tool.shapecheck]\nmodel = []\n")
     with pytest.raises(UsageError, match="unknown key 'model'"):
