@@ -103,40 +103,25 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
     """Analyze TARGET (FILE.py:Name, package.module:Name, optionally Name(key=value))."""
     from functools import partial
 
+    from shapecheck import pipeline
     from shapecheck.render import formatter
+    from shapecheck.rules.registry import known
     from shapecheck.spec import parse_dtype, parse_input
     from shapecheck.target import parse_target
 
     chosen = parse_dtype(dtype) if dtype else None
-    specs = [parse_input(text, chosen) for text in inputs]
-    expected = _output_spec(output) if output else None
-    from shapecheck.rules.registry import known
-
-    run = partial(_analyze, parse_target(target), specs, batch=batch, output=expected, mode=mode,
-                  select=known(_split(select), "--select"), ignore=known(_split(ignore), "--ignore"),
-                  verbose=verbose, max_params=max_params,
-                  max_macs=max_macs, max_activation_memory=max_activation_memory, checkpoint=checkpoint)
+    options = pipeline.Options(
+        inputs=tuple(parse_input(text, chosen) for text in inputs), batch=batch,
+        output=_output_spec(output) if output else None, mode=mode,
+        select=known(_split(select), "--select"), ignore=known(_split(ignore), "--ignore"),
+        max_params=max_params, max_macs=max_macs, max_activation_memory=max_activation_memory,
+        checkpoint=checkpoint)
+    run = partial(pipeline.run, parse_target(target), options, verbose=verbose)
     if diff:
         return _diff(run())
     report = _fix(run) if fix_files else run()
     click.echo(formatter(fmt)(report, depth=depth, show_source=show_source, explain=explain), nl=False)
     return EXIT_FINDINGS if report.errors and not exit_zero else EXIT_CLEAN
-
-
-def _analyze(target: Any, specs: list, *, verbose: bool, fresh: bool = False, **options: Any) -> Any:
-    from shapecheck.analysis import analyze
-    from shapecheck.target import build
-
-    built = build(target, verbose=verbose, fresh=fresh)
-    report = analyze(built.model, specs, name=built.target.name, path=built.target.path, origin=built.origin,
-                     **options)
-    if built.device == "cpu":
-        from shapecheck.render.numbers import size
-
-        memory = size(report.totals.param_bytes + report.totals.buffer_bytes)
-        report = _with_note(report, f"the constructor needs real values, so the model was built on CPU, "
-                                    f"with {memory} of real parameters and buffers")
-    return report
 
 
 def _fix(run: Any) -> Any:
@@ -206,7 +191,8 @@ def _bounds(text: str) -> tuple[int, int]:
 
 @cli.command()
 @click.argument("files", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["text", "github"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="text (default), json (an array of reports), github, sarif (one run per model) or markdown.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) -> int:
@@ -214,7 +200,8 @@ def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) ->
     shapecheck_input. With FILES (as pre-commit passes them), only the models defined in
     or importing those files."""
     from shapecheck import config as project_config
-    from shapecheck.render import formatter
+    from shapecheck import pipeline
+    from shapecheck.render import formatter_all
     from shapecheck.target import parse_target
 
     found = project_config.find()
@@ -224,25 +211,14 @@ def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) ->
             return EXIT_CLEAN  # the commit touches no model
         raise UsageError("nothing to check: list models under [[tool.shapecheck.models]] in pyproject.toml, "
                          "set shapecheck_input on a model class, or give TARGET --input (see shapecheck --help)")
-    errors = 0
+    reports = []
     for model in selected:
         where, _, name = model.target.rpartition(":")
         located = str(found.root / where) if where.endswith(".py") else where
         target = parse_target(f"{_shown(located)}:{name}")
-        report = _analyze(target, list(model.input), verbose=verbose, batch=model.batch,
-                          output=model.output, mode=model.mode,
-                          select=model.select or found.select, ignore=found.ignore + model.ignore,
-                          max_params=model.max_params, max_macs=model.max_macs,
-                          max_activation_memory=model.max_activation_memory,
-                          **({"dtype": model.dtype} if model.dtype else {}))
-        errors += len(report.errors)
-        if fmt == "github":
-            click.echo(formatter("github")(report), nl=False)
-        else:
-            click.echo(f"{model.target} (input {', '.join(model.input)}): "
-                       f"{len(report.errors)} error(s), {len(report.findings) - len(report.errors)} other finding(s)")
-            for finding in report.findings:
-                click.echo(_diagnostic(finding))
+        reports.append(pipeline.run(target, pipeline.options_for(model, found), verbose=verbose))
+    click.echo(formatter_all(fmt)(reports), nl=False)
+    errors = sum(len(report.errors) for report in reports)
     return EXIT_FINDINGS if errors and not exit_zero else EXIT_CLEAN
 
 
@@ -250,12 +226,6 @@ def _shown(path: str) -> str:
     from shapecheck.sources import display_path
 
     return display_path(path)
-
-
-def _diagnostic(finding: Any) -> str:
-    from shapecheck.render.text import diagnostic
-
-    return "  " + diagnostic(finding)
 
 
 @cli.command()
@@ -312,12 +282,6 @@ def train(model: str, data_path: str | None, epochs: int, device: str, seed: int
     click.echo(f"{model}: test accuracy {result.test_accuracy:.2%} after {epochs} epoch(s) in "
                f"{result.wall_time_s:.1f} s on {device}; cross-check {result.cross_check}; wrote {path}")
     return EXIT_CLEAN
-
-
-def _with_note(report: Any, note: str) -> Any:
-    from dataclasses import replace
-
-    return replace(report, notes=(*report.notes, note))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

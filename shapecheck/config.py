@@ -27,7 +27,7 @@ from typing import Any
 from shapecheck.errors import UsageError
 
 MODEL_KEYS = {"target", "input", "output", "batch", "dtype", "mode", "max_params", "max_macs",
-              "max_activation_memory", "select", "ignore"}
+              "max_activation_memory", "select", "ignore", "checkpoint"}
 TOP_KEYS = {"models", "select", "ignore", "zero_config"}
 INPUT_ATTRIBUTE, OUTPUT_ATTRIBUTE = "shapecheck_input", "shapecheck_output"
 
@@ -45,6 +45,7 @@ class ModelConfig:
     max_activation_memory: str | int | None = None
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
+    checkpoint: str | None = None  # a state_dict file, relative to the project root
 
     @property
     def file(self) -> str | None:
@@ -161,6 +162,7 @@ def _model(entry: Any, where: str) -> ModelConfig:
         max_params=entry.get("max_params"), max_macs=entry.get("max_macs"),
         max_activation_memory=entry.get("max_activation_memory"),
         select=_codes(entry.get("select", ())), ignore=_codes(entry.get("ignore", ())),
+        checkpoint=str(entry["checkpoint"]) if entry.get("checkpoint") is not None else None,
     )
 
 

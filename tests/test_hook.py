@@ -108,6 +108,34 @@ def test_a_change_two_imports_away_rechecks_configured_and_zero_config_models(pr
     assert main(["other.py"]) == 0
 
 
+def test_project_mode_offers_every_format_and_a_checkpoint_per_model(project, capsys):
+    import json
+
+    import jsonschema
+    import torch
+
+    from shapecheck.render.json import SCHEMA_FILE
+
+    (project / "tiny.py").write_text(TINY.replace("from blocks import width\n", "").replace("width()", "3 * 8 * 8"))
+    torch.save({"fc.weight": torch.zeros(5, 100), "fc.bias": torch.zeros(5)}, project / "tiny.pt")
+    (project / "pyproject.toml").write_text(PYPROJECT + '\n[[tool.shapecheck.models]]\ntarget = "tiny.py:Tiny"\n'
+                                            'input = "3x8x8"\ncheckpoint = "tiny.pt"\n')
+    assert main(["--format", "json"]) == 1
+    reports = json.loads(capsys.readouterr().out)
+    schema = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    for report in reports:
+        schema.validate(report)
+    assert [r["model"]["name"] for r in reports] == ["Net", "Tiny"]
+    assert any(f["code"] == "SHP301" for f in reports[1]["findings"])  # fc.weight [5, 192] vs [5, 100]
+    assert main(["--format", "sarif"]) == 1
+    sarif = json.loads(capsys.readouterr().out)
+    assert len(sarif["runs"]) == 2 and sarif["runs"][1]["properties"]["model"] == "Tiny"
+    jsonschema.Draft4Validator(json.loads((ROOT / "tests" / "schemas" / "sarif-schema-2.1.0.json").read_text())) \
+        .validate(sarif)
+    assert main(["--format", "markdown"]) == 1
+    assert capsys.readouterr().out.count("### shapecheck:") == 2
+
+
 def test_config_typos_are_usage_errors(tmp_path, capsys):
     (tmp_path / "pyproject.toml").write_text("[tool.shapecheck]\nmodel = []\n")
     with pytest.raises(UsageError, match="unknown key 'model'"):

@@ -19,6 +19,11 @@ def render(report: Report, **_: Any) -> str:
     return json.dumps(to_dict(report), indent=2) + "\n"
 
 
+def render_all(reports: list[Report], **_: Any) -> str:
+    """Project mode: a JSON array, one object per model, each as SCHEMA_FILE describes."""
+    return json.dumps([to_dict(report) for report in reports], indent=2) + "\n"
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     t = report.totals
     return {

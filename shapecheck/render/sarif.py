@@ -16,6 +16,13 @@ def render(report: Report, **_: Any) -> str:
     return json.dumps(to_dict(report), indent=2) + "\n"
 
 
+def render_all(reports: list[Report], **_: Any) -> str:
+    """Project mode: one SARIF log with one run per model."""
+    logs = [to_dict(report) for report in reports]
+    merged = {"$schema": SCHEMA, "version": "2.1.0", "runs": [run for log in logs for run in log["runs"]]}
+    return json.dumps(merged, indent=2) + "\n"
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     codes = sorted(RULES)
     return {

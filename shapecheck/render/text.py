@@ -23,6 +23,18 @@ def render(report: Report, depth: int = 3, show_source: bool = False, explain: b
     return "\n".join(lines) + "\n"
 
 
+def render_all(reports: list[Report], **_: Any) -> str:
+    """Project mode, as pre-commit shows it: one line per model, then its diagnostics."""
+    lines = []
+    for report in reports:
+        errors = len(report.errors)
+        where = f"{report.path}:" if report.path else ""
+        lines.append(f"{where}{report.model} (input {report.input_text}): {errors} error(s), "
+                     f"{len(report.findings) - errors} other finding(s)")
+        lines += ["  " + diagnostic(f) for f in report.findings]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def diagnostic(finding: Finding) -> str:
     """flake8's form: ``path:line:col: CODE message``, then where forward calls the layer
     when that is another line than where ``__init__`` defines it."""
