@@ -387,7 +387,11 @@ def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode 
     try:
         return _run(model, inputs, batch, mode, "meta", walked, origin)
     except NeedsValues:
+        pass
+    try:
         return _run(model, inputs, batch, mode, "cpu", walked, origin)
+    except NeedsValues as exc:  # a private signal: never the API's exception
+        raise RuntimeError(f"the forward needs real values, and its run on CPU failed too: {exc}") from exc
 
 
 def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
@@ -429,7 +433,8 @@ def _touched(weights: dict[str, torch.Tensor], ids: set[int]) -> frozenset[str]:
 
 @contextmanager
 def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None) -> Iterator[None]:
-    """Put the model in ``mode`` for the trace and restore every module's own flag after.
+    """Put the model in ``mode`` for the trace and restore every module's own flag after,
+    and every attribute that holds tensors, as the forward found it.
 
     The flags are written straight into each module's ``__dict__``, as ``nn.Module.train``
     and ``__setattr__`` would leave them, unless a class overrides ``train``: on the
@@ -439,6 +444,7 @@ def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None) -> Iterator[
     modules = list({id(m): m for _, m in tree}.values())
     flags = [m.training for m in modules]
     plain = all(type(m).train is nn.Module.train and "training" in vars(m) for m in modules)
+    cached = [_tensor_attributes(m) for m in modules]
     try:
         if mode != "same" and not plain:
             model.train(mode == "train")
@@ -447,11 +453,33 @@ def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None) -> Iterator[
                 vars(m)["training"] = mode == "train"
         yield
     finally:
-        for m, training in zip(modules, flags):
+        for m, training, kept in zip(modules, flags, cached):
             if plain:
                 vars(m)["training"] = training
             else:
                 m.training = training
+            _restore_tensor_attributes(m, kept)
+
+
+def _tensor_attributes(module: nn.Module) -> dict[str, Any]:
+    """Plain attributes that hold tensors: a forward may cache meta ones there (torchvision's
+    AnchorGenerator moves its cell_anchors to the input's device), which must not outlive
+    the trace in the user's model."""
+    return {k: v for k, v in vars(module).items() if _holds_tensors(v)}
+
+
+def _holds_tensors(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) or (
+        type(value) in (list, tuple) and bool(value) and isinstance(value[0], torch.Tensor))
+
+
+def _restore_tensor_attributes(module: nn.Module, kept: dict[str, Any]) -> None:
+    now = vars(module)
+    for key in [k for k, v in now.items() if k not in kept and _holds_tensors(v)]:
+        del now[key]  # cached by this trace
+    for key, value in kept.items():
+        if now.get(key) is not value:
+            now[key] = value
 
 
 def param_counts(model: nn.Module, tree: Tree | None = None) -> dict[int, int]:

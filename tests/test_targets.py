@@ -83,3 +83,19 @@ def test_a_dotted_target_resolves_from_the_working_directory(tmp_path):
     done = subprocess.run([str(script), "pkg.nets:Net", "--input", "4"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "fc (Linear)" in done.stdout
+
+
+def test_a_detection_model_runs_on_cpu_and_keeps_its_anchor_cache():
+    """Faster R-CNN reads values (anchors, NMS): the CPU fallback must work, and the meta
+    trace before it must not leave meta anchors cached in the user's model."""
+    import torchvision
+
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=3).eval()
+    anchors = model.rpn.anchor_generator.cell_anchors
+    report = shapecheck.analyze(model, "3x320x320", batch=1)
+    assert report.device == "cpu" and report.errors == ()
+    assert [len(shape) for shape in report.outputs] == [2, 1, 1]  # boxes [N, 4], labels [N], scores [N]
+    assert "ran on CPU with" in report.notes[0] and "for this run only" in report.notes[0]
+    assert model.rpn.anchor_generator.cell_anchors is anchors
+    assert all(a.device.type == "cpu" for a in anchors)
