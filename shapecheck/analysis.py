@@ -86,7 +86,7 @@ def analyze(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=totals, outputs=result.outputs,
         findings=findings, path=path,
-        notes=_notes(result, totals),
+        notes=_notes(result, totals), output_names=result.output_names,
     )
 
 

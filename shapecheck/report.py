@@ -115,6 +115,8 @@ class Report:
     findings: tuple[Finding, ...] = ()
     path: str | None = None
     notes: tuple[str, ...] = field(default=())
+    # The key path of each output (``boxes``, ``0.scores``) when the model returns dicts.
+    output_names: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         # pytest prints this for `assert report.ok`: the summary, not every layer record.

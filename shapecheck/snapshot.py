@@ -26,13 +26,18 @@ def data(report: Report) -> dict[str, Any]:
         key = layer.name if seen[layer.name] == 1 else f"{layer.name}#{seen[layer.name]}"
         layers.append({"key": key, "type": layer.type, "output": [list(s) for s in layer.output_shapes],
                        "params": layer.params, "macs": layer.macs, "attrs": _attrs(layer)})
-    return {"version": VERSION, "model": report.model, "input": report.input_text, "batch": report.batch,
-            "layers": layers, "totals": {"params": report.totals.params, "macs": report.totals.macs}}
+    snapshot = {"version": VERSION, "model": report.model, "input": report.input_text, "batch": report.batch,
+                "layers": layers, "totals": {"params": report.totals.params, "macs": report.totals.macs}}
+    if report.output_names:  # a model that returns dicts: its keys are part of its shapes
+        snapshot["outputs"] = {name: list(shape) for name, shape in zip(report.output_names, report.outputs)}
+    return snapshot
 
 
 def drift(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """One line per difference, e.g. ``fc1 in_features 2880 -> 3380, params +24,000``."""
     lines = [f"{key} {old[key]} -> {new[key]}" for key in ("input", "batch") if old.get(key) != new.get(key)]
+    if old.get("outputs", {}) != new.get("outputs", {}):
+        lines.append(f"outputs {old.get('outputs', {})} -> {new.get('outputs', {})}")
     before = {layer["key"]: layer for layer in old.get("layers", [])}
     after = {layer["key"]: layer for layer in new.get("layers", [])}
     for key, layer in after.items():

@@ -86,6 +86,7 @@ class TraceResult:
     touched: frozenset[str] = frozenset()
     # Submodules the forward read as attributes without calling them (self.drop.p).
     fetched: frozenset[str] = frozenset()
+    output_names: tuple[str, ...] = ()  # each output's key path, when the output holds a dict
 
 
 @dataclass
@@ -420,7 +421,28 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     layers = tuple(_freeze(i, row, model, modules, origin) for i, row in enumerate(tracer.rows))
     outputs = tuple(tuple(t.shape) for t in _tensors(out))
     fetched = frozenset(names[key] for key in tracer.fetched if key in names)
-    return TraceResult(layers, tuple(tracer.failures), outputs, device, _touched(weights, tracer.touched), fetched)
+    return TraceResult(layers, tuple(tracer.failures), outputs, device, _touched(weights, tracer.touched), fetched,
+                       output_names(out))
+
+
+def output_names(out: Any) -> tuple[str, ...]:
+    """The path of each output tensor, in ``_tensors`` order, when the output holds a dict
+    (``boxes``, ``0.scores``); empty for tensors, tuples and lists, whose order is their name."""
+    named: list[str] = []
+
+    def visit(value: Any, path: str, depth: int) -> None:
+        if isinstance(value, torch.Tensor):
+            named.append(path)
+        elif depth <= 3 and isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{path}.{key}" if path else str(key), depth + 1)
+        elif depth <= 3 and isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                visit(item, f"{path}.{i}" if path else str(i), depth + 1)
+
+    visit(out, "", 0)
+    has_dict = isinstance(out, dict) or any(isinstance(v, dict) for v in (out if isinstance(out, list | tuple) else ()))
+    return tuple(named) if has_dict else ()
 
 
 def _touched(weights: dict[str, torch.Tensor], ids: set[int]) -> frozenset[str]:

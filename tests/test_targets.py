@@ -99,3 +99,24 @@ def test_a_detection_model_runs_on_cpu_and_keeps_its_anchor_cache():
     assert "ran on CPU with" in report.notes[0] and "for this run only" in report.notes[0]
     assert model.rpn.anchor_generator.cell_anchors is anchors
     assert all(a.device.type == "cpu" for a in anchors)
+
+
+def test_dict_outputs_keep_their_keys_in_text_json_and_snapshots():
+    import json
+
+    from shapecheck import snapshot
+    from shapecheck.render import formatter
+
+    class Heads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.box, self.cls = nn.Linear(8, 4), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return {"boxes": self.box(x), "logits": self.cls(x)}
+
+    report = shapecheck.analyze(Heads(), "8")
+    assert report.output_names == ("boxes", "logits") and report.outputs == ((2, 4), (2, 3))
+    assert "Outputs: boxes [2, 4], logits [2, 3]" in formatter("text")(report)
+    assert json.loads(formatter("json")(report))["output_names"] == ["boxes", "logits"]
+    assert snapshot.data(report)["outputs"] == {"boxes": [2, 4], "logits": [2, 3]}

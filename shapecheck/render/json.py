@@ -33,6 +33,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         "batch": report.batch,
         "device": report.device,
         "outputs": [list(s) for s in report.outputs],
+        "output_names": list(report.output_names),
         "layers": [_layer(layer) for layer in report.layers],
         "totals": {
             "params": t.params, "trainable_params": t.trainable_params,

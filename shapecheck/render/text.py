@@ -14,6 +14,9 @@ def render(report: Report, depth: int = 3, show_source: bool = False, explain: b
     head = ("Layer (type)", "Input shape", "Output shape", "Params", "MACs") + (("Source",) if show_source else ())
     lines += _table([head, *rows])
     lines += ["", *_totals(report)]
+    if report.output_names:
+        lines.append("Outputs: " + ", ".join(f"{name} {shapes((shape,))}"
+                                             for name, shape in zip(report.output_names, report.outputs)))
     if explain:
         lines += ["", *_explain(report)]
     if report.notes:
