@@ -199,6 +199,8 @@ def _convolution(x: torch.Tensor, weight: torch.Tensor, bias: Any, stride: list[
         if transposed and op >= max(st, d):
             return None  # torch's own "output padding must be smaller than either stride or dilation"
         out = (n - 1) * st - 2 * p + d * (k - 1) + op + 1 if transposed else (n + 2 * p - d * (k - 1) - 1) // st + 1
+        if out < 1 and transposed:
+            return None  # torch decides what an empty transposed output is
         if out < 1:
             # Real kernels raise; the meta kernel of torch 2.6 and older returns an empty map.
             raise InputTooSmall(tuple(x.shape), tuple(weight.shape))
