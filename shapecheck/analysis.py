@@ -22,7 +22,8 @@ from shapecheck.rules import checkpoint as checkpoint_rule
 from shapecheck.rules.context import Context, Submodule
 from shapecheck.sizes import Solver
 from shapecheck.spec import InputSpec, parse_bytes, parse_count, parse_dtype, parse_inputs
-from shapecheck.trace import Mode, Tree, TraceResult, Walk, trace, walk
+from shapecheck.modelstate import Mode, Tree, Walk, walk
+from shapecheck.trace import TraceResult, trace
 
 
 @collector_paused()

@@ -19,8 +19,9 @@ from torch.func import functional_call
 
 from shapecheck import arithmetic, patches
 from shapecheck.spec import InputSpec
-from shapecheck.trace import (Mode, NeedsValues, in_mode, make_input, module_attrs, raise_if_needs_values,
-                              stand_ins, trace)
+from shapecheck.modelstate import Mode, in_mode, make_input, stand_ins
+from shapecheck.naming import module_attrs
+from shapecheck.trace import NeedsValues, raise_if_needs_values, trace
 
 
 @dataclass(frozen=True)

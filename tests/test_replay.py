@@ -9,7 +9,7 @@ from torch import nn
 
 import shapecheck
 from shapecheck.memo import Memo
-from shapecheck.trace import module_tree
+from shapecheck.modelstate import module_tree
 from shapecheck.verify import real_module_shapes, traced_module_shapes
 
 

@@ -1,0 +1,173 @@
+"""The model walk and its state during a trace: modules in order, parameter counts, the mode
+flags and cached tensors restored afterwards, and the stand-in weights and inputs.
+
+Every function here reads the user's model; ``in_mode`` is the only one that writes to it,
+and it puts back exactly what it found.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
+
+from shapecheck import lazy
+from shapecheck.spec import InputSpec
+
+Mode = Literal["eval", "train", "same"]
+
+
+Tree = list[tuple[str, nn.Module]]
+
+
+def module_tree(model: nn.Module) -> Tree:
+    """``list(model.named_modules(remove_duplicate=False))``, without its nested generators:
+    those hand every module up through one generator per level, a cost that grows with depth."""
+    tree: Tree = []
+    stack = [("", model)]
+    while stack:
+        prefix, module = stack.pop()
+        tree.append((prefix, module))
+        stack.extend(reversed([(f"{prefix}.{key}" if prefix else key, child)
+                               for key, child in module._modules.items() if child is not None]))
+    return tree
+
+
+@dataclass(frozen=True)
+class Walk:
+    """One walk over a model's modules, for everything an analysis asks of them."""
+
+    tree: Tree
+    params: dict[int, int]  # param_counts
+
+
+def walk(model: nn.Module) -> Walk:
+    tree = module_tree(model)
+    return Walk(tree, param_counts(model, tree))
+
+
+def param_counts(model: nn.Module, tree: Tree | None = None) -> dict[int, int]:
+    """``sum(p.numel() for p in m.parameters())`` for every module ``m``, in one pass.
+
+    Asking each module in turn walks every subtree again, which cost more than the trace
+    itself on deep models. A parameter or module shared between places makes a subtree's sum
+    differ from its children's, so then each module is asked after all. ``tree`` is
+    ``module_tree(model)``, when already at hand.
+    """
+    tree = module_tree(model) if tree is None else tree
+    slots = [p for _, m in tree for p in m._parameters.values() if p is not None]
+    if len({id(p) for p in slots}) != len(slots):
+        return {id(m): sum(lazy.numel(p) for p in m.parameters()) for m in model.modules()}
+    counts: dict[int, int] = {}
+
+    def count(module: nn.Module) -> int:
+        if id(module) not in counts:
+            own = sum(lazy.numel(p) for p in module._parameters.values() if p is not None)
+            counts[id(module)] = own + sum(count(child) for child in module._modules.values()
+                                           if child is not None)
+        return counts[id(module)]
+
+    count(model)
+    return counts
+
+
+@contextmanager
+def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None) -> Iterator[None]:
+    """Put the model in ``mode`` for the trace and restore every module's own flag after,
+    and every attribute that holds tensors, as the forward found it.
+
+    The flags are written straight into each module's ``__dict__``, as ``nn.Module.train``
+    and ``__setattr__`` would leave them, unless a class overrides ``train``: on the
+    80 torchvision models, those two methods cost as much as rendering the reports.
+    """
+    tree = module_tree(model) if tree is None else tree
+    modules = list({id(m): m for _, m in tree}.values())
+    flags = [m.training for m in modules]
+    plain = all(type(m).train is nn.Module.train and "training" in vars(m) for m in modules)
+    cached = [_tensor_attributes(m) for m in modules]
+    try:
+        if mode != "same" and not plain:
+            model.train(mode == "train")
+        elif mode != "same":
+            for m in modules:
+                vars(m)["training"] = mode == "train"
+        yield
+    finally:
+        for m, training, kept in zip(modules, flags, cached):
+            if plain:
+                vars(m)["training"] = training
+            else:
+                m.training = training
+            _restore_tensor_attributes(m, kept)
+
+
+def _tensor_attributes(module: nn.Module) -> dict[str, Any]:
+    """Plain attributes that hold tensors: a forward may cache meta ones there (torchvision's
+    AnchorGenerator moves its cell_anchors to the input's device), which must not outlive
+    the trace in the user's model."""
+    return {k: v for k, v in vars(module).items() if _holds_tensors(v)}
+
+
+def _holds_tensors(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) or (
+        type(value) in (list, tuple) and bool(value) and isinstance(value[0], torch.Tensor))
+
+
+def _restore_tensor_attributes(module: nn.Module, kept: dict[str, Any]) -> None:
+    now = vars(module)
+    for key in [k for k, v in now.items() if k not in kept and _holds_tensors(v)]:
+        del now[key]  # cached by this trace
+    for key, value in kept.items():
+        if now.get(key) is not value:
+            now[key] = value
+
+
+def stand_ins(model: nn.Module, device: str,
+              tree: Tree | None = None) -> dict[str, torch.Tensor]:
+    """Tensors that take the place of the model's parameters and buffers in ``functional_call``.
+
+    Every name is listed, and a tied weight's names share one stand-in, so the call needs no
+    ``tie_weights`` pass (torch's is quadratic in the number of tensors). A meta parameter
+    stands in for itself in a meta trace: it has nothing to protect, and the trace's ops
+    never write a parameter (a shared model built on meta needs no swap at all). ``tree`` is
+    ``module_tree(model)``, when already at hand.
+    """
+    tree = module_tree(model) if tree is None else tree
+    weights: dict[str, torch.Tensor] = {}
+    made: dict[int, torch.Tensor] = {}
+    for kind, share in (("_parameters", True), ("_buffers", False)):
+        for prefix, module in tree:
+            for key, tensor in getattr(module, kind).items():
+                if tensor is None or isinstance(tensor, UninitializedTensorMixin):
+                    continue  # a lazy module's: it materialises itself, on meta, as the trace reaches it
+                if id(tensor) not in made:
+                    own = share and device == "meta" and tensor.is_meta
+                    made[id(tensor)] = tensor if own else _stand_in(tensor, device, share)
+                weights[f"{prefix}.{key}" if prefix else key] = made[id(tensor)]
+    return weights
+
+
+def _stand_in(t: torch.Tensor, device: str, share: bool) -> torch.Tensor:
+    if device == "meta":
+        return torch.empty(t.shape, dtype=t.dtype, device="meta")
+    if t.device.type == "meta":
+        if t.is_floating_point():
+            return torch.randn(t.shape, dtype=t.dtype)
+        return torch.zeros(t.shape, dtype=t.dtype)
+    # Real weights serve as they are under no_grad; buffers are cloned because a forward
+    # in train mode updates BatchNorm statistics in place.
+    real = t.detach().to("cpu")
+    return real if share else real.clone()
+
+
+def make_input(spec: InputSpec, batch: int, device: str) -> torch.Tensor:
+    shape = spec.batched(batch)
+    if device == "meta":
+        return torch.empty(shape, dtype=spec.dtype, device="meta")
+    if spec.dtype.is_floating_point:
+        return torch.randn(shape, dtype=spec.dtype, generator=torch.Generator().manual_seed(0))
+    return torch.zeros(shape, dtype=spec.dtype)
