@@ -73,7 +73,7 @@ def _text(layer: Layer) -> str | None:
         dims = layer.input_shapes[0][1:]
         return f"{layer.name}: {' x '.join(map(str, dims))} = {math.prod(dims)}{mark}"
     if layer.attr("in_features") is not None and layer.input_shapes:
-        written = layer.attr("src:in_features")
+        written = layer.written_as("in_features")
         declared = f"{layer.attr('in_features')}" + (f" ({written})" if written and written != str(layer.attr("in_features")) else "")
         received = layer.input_shapes[0][-1]
         if received != layer.attr("in_features"):

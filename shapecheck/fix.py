@@ -30,7 +30,7 @@ def in_features(layer: Layer, received: int, shape: Shape) -> Fix | str:
 
     ``20 * 12 * 12`` becomes ``20 * 13 * 13`` (the real map), ``2880`` becomes ``3380``.
     """
-    arg: Argument | None = layer.attr("arg:in_features")
+    arg: Argument | None = layer.argument("in_features")
     if arg is None:
         return "the Linear's source was not found"
     if not arg.literal:

@@ -37,23 +37,23 @@ class Row:
 
 def freeze(index: int, row: Row, root: nn.Module, modules: dict[str, nn.Module],
             origin: Location | None) -> Layer:
-    defined_at, init_args = None, ()
+    defined_at, written = None, ()
     if row.kind == "module":
         defined_at, site = sources.module_definition(root, row.name if row.depth else "", modules, origin)
         if site is not None and row.module is not None:
-            init_args = named_init_args(type(row.module), site)
+            written = named_init_args(type(row.module), site)
     return Layer(
         index=index, name=row.name, type=row.type, kind=row.kind, depth=row.depth,
         parent=row.parent, input_shapes=row.input_shapes, output_shapes=row.output_shapes,
         input_sources=row.input_sources, params=row.params, macs=row.flops // 2,
         output_bytes=row.output_bytes, is_leaf=row.is_leaf, failed=row.failed, args=row.args,
-        attrs=row.attrs + init_args, defined_at=defined_at, called_at=row.called_at,
+        attrs=row.attrs, defined_at=defined_at, called_at=row.called_at, written=written,
     )
 
 
 @lru_cache(maxsize=4096)
-def named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, Any], ...]:
-    """The author's own arguments: ``("src:in_features", "20 * 12 * 12")`` and, for --fix, its Argument.
+def named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, sources.Argument], ...]:
+    """The author's own arguments by parameter name: ``("in_features", Argument("20 * 12 * 12", ...))``.
 
     One tuple per (class, assignment), shared by every row of it: a zoo's rows repeat a few.
     """
@@ -62,8 +62,7 @@ def named_init_args(cls: type, site: sources.Assignment) -> tuple[tuple[str, Any
         return ()
     named = dict(zip(params, site.args))
     named.update(site.keywords)
-    return tuple((f"src:{key}", arg.text) for key, arg in named.items()) + tuple(
-        (f"arg:{key}", arg) for key, arg in named.items())
+    return tuple(named.items())
 
 
 @lru_cache(maxsize=1024)

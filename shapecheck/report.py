@@ -42,9 +42,12 @@ class Layer:
     is_leaf: bool
     failed: bool = False
     args: str = ""
-    attrs: tuple[tuple[str, Any], ...] = ()
+    attrs: tuple[tuple[str, Any], ...] = ()  # the torch layer's configuration: in_features, stride, ...
     defined_at: Location | None = None
     called_at: Location | None = None
+    # The author's constructor arguments as written, by parameter name: sources.Argument
+    # records (text and span), which messages quote and --fix rewrites.
+    written: tuple[tuple[str, Any], ...] = ()
 
     @property
     def flops(self) -> int:
@@ -52,6 +55,15 @@ class Layer:
 
     def attr(self, key: str, default: Any = None) -> Any:
         return dict(self.attrs).get(key, default)
+
+    def argument(self, key: str) -> Any:
+        """The author's argument for parameter ``key`` (a sources.Argument), or None."""
+        return dict(self.written).get(key)
+
+    def written_as(self, key: str) -> str | None:
+        """How the author wrote parameter ``key``: ``"20 * 12 * 12"``."""
+        found = self.argument(key)
+        return found.text if found is not None else None
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,7 @@ def _layer(layer: Layer) -> dict[str, Any]:
         "input_shapes": [list(s) for s in layer.input_shapes],
         "output_shapes": [list(s) for s in layer.output_shapes],
         "params": layer.params, "macs": layer.macs, "failed": layer.failed,
-        "config": {key: list(value) if isinstance(value, tuple) else value for key, value in layer.attrs
-                   if not key.startswith(("src:", "arg:"))},
+        "config": {key: list(value) if isinstance(value, tuple) else value for key, value in layer.attrs},
         "defined_at": _location(layer.defined_at), "called_at": _location(layer.called_at),
     }
 

@@ -128,7 +128,7 @@ def _linear_message(ctx: Context, layer: Layer) -> str:
     received = layer.input_shapes[0][-1]
     if _unflattened(ctx, layer):
         return _unflattened_message(ctx, layer, declared, layer.input_shapes[0])
-    expression = layer.attr("src:in_features")
+    expression = layer.written_as("in_features")
     # The author's expression, when it is the number itself (not a helper's parameter name).
     written = f" ({expression})" if expression and expression != str(declared) \
         and _evaluates_to(expression, declared) else ""

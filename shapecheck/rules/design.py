@@ -166,7 +166,7 @@ def _fixed_size(ctx: Context, layer: Layer, shape: tuple[int, ...]) -> Iterator[
     if solver is None or size is None:
         return
     fits = solver.fits(layer.name, layer.attr("in_features"), size) or (size,)
-    written = layer.attr("src:in_features") or str(layer.attr("in_features"))
+    written = layer.written_as("in_features") or str(layer.attr("in_features"))
     yield r.FIXED_INPUT_SIZE.finding(
         f"{layer.name}: in_features={written} counts the pixels of the {factors(shape)} map, so the model "
         f"only accepts {_span(ctx, fits)}; "
