@@ -60,7 +60,7 @@ def analyze(
         raise ValueError(f"batch must be at least 1, not {batch}")
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
-    _check_arity(model, len(inputs))
+    _check_arity(model, inputs)
     model = lazy.initialized(model, inputs, batch, mode)  # the user's lazy modules stay uninitialised
     walked = walk(model)
     result = trace(model, inputs, batch, mode, walked, origin)
@@ -91,14 +91,23 @@ def analyze(
     )
 
 
-def _check_arity(model: nn.Module, given: int) -> None:
-    """Fewer inputs than ``forward`` requires is the invocation's mistake, not the model's."""
+def _check_arity(model: nn.Module, inputs: Sequence[InputSpec]) -> None:
+    """Fewer inputs than ``forward`` requires is the invocation's mistake, not the model's;
+    so is a named input that ``forward`` has no parameter for."""
     try:
         signature = inspect.signature(model.forward)
     except (TypeError, ValueError):
         return
-    required = [p.name for p in signature.parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    parameters = signature.parameters
+    names = {spec.name for spec in inputs if spec.name is not None}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(n for n in names if n not in parameters and not takes_any)
+    if unknown:
+        raise UsageError(f"{type(model).__name__}.forward{signature} has no parameter {', '.join(unknown)}; "
+                         f"name the inputs after its parameters")
+    given = sum(1 for spec in inputs if spec.name is None)
+    required = [p.name for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.default is p.empty and p.name not in names]
     if given < len(required):
         example = " ".join(f"--input SHAPE_OF_{name.upper()}" for name in required)
         raise UsageError(f"{type(model).__name__}.forward{signature} takes {len(required)} inputs "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -114,7 +114,7 @@ class Solver:
 
     def _features(self, size: int) -> dict[str, int]:
         if size not in self._traced:
-            spec = InputSpec(self.shape(size), self.inputs[0].dtype)
+            spec = InputSpec(self.shape(size), self.inputs[0].dtype, self.inputs[0].name)
             layers = trace(self.model, (spec, *self.inputs[1:]), 1, self.mode).layers
             self._traced[size] = {
                 layer.name: layer.input_shapes[0][-1] for layer in reversed(layers)
@@ -162,12 +162,14 @@ class Solver:
         if self._weights is None:
             self._weights = stand_ins(self.model, self.device)
         first = InputSpec(self.shape(size), self.inputs[0].dtype)
-        xs = tuple(make_input(spec, 1, self.device) for spec in (first, *self.inputs[1:]))
+        specs = (replace(first, name=self.inputs[0].name), *self.inputs[1:])
+        xs = tuple(make_input(spec, 1, self.device) for spec in specs if spec.name is None)
+        named = {spec.name: make_input(spec, 1, self.device) for spec in specs if spec.name is not None}
         drops: list[Drop] = []
         try:
             with self._recording(drops), in_mode(self.model, self.mode), torch.no_grad(), \
                     torch.device(self.device):
-                out = functional_call(self.model, self._weights, xs, strict=False, tie_weights=False)
+                out = functional_call(self.model, self._weights, xs, named, strict=False, tie_weights=False)
         except Exception as exc:  # any failure means "this size does not run"
             if self.device == "meta":
                 raise_if_needs_values(exc)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -21,14 +21,17 @@ _DIMS = re.compile(r"^\d+([x,]\d+)*$")
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One sample's shape (no batch dimension) and its dtype."""
+    """One sample's shape (no batch dimension) and its dtype; a named one (``mask=1x64x64``)
+    is passed to ``forward`` as that keyword argument."""
 
     shape: tuple[int, ...]
     dtype: torch.dtype = torch.float32
+    name: str | None = None
 
     def __str__(self) -> str:
         dims = "x".join(str(d) for d in self.shape)
-        return dims if self.dtype == torch.float32 else f"{dims}:{dtype_name(self.dtype)}"
+        text = dims if self.dtype == torch.float32 else f"{dims}:{dtype_name(self.dtype)}"
+        return f"{self.name}={text}" if self.name else text
 
     def batched(self, batch: int) -> tuple[int, ...]:
         return (batch, *self.shape)
@@ -53,6 +56,11 @@ def parse_input(text: str | InputSpec | tuple[int, ...], dtype: torch.dtype | No
         return text
     if isinstance(text, tuple | list):
         return _checked(tuple(int(d) for d in text), dtype or torch.float32, str(text))
+    name, equals, rest = str(text).strip().partition("=")
+    if equals:  # image=3x224x224: a keyword argument of forward
+        if not name.strip().isidentifier():
+            raise UsageError(f"invalid input spec {text!r}: a named input is NAME=SHAPE, e.g. mask=1x64x64")
+        return replace(parse_input(rest, dtype), name=name.strip())
     dims, _, dtype_text = str(text).strip().lower().partition(":")
     dims = dims.replace(" ", "")
     if not _DIMS.match(dims):

@@ -277,7 +277,8 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     tracer = Tracer(names, walked.params, memo.shared() if device == "meta" else None)
     weights = stand_ins(model, device, tree)
     own = {id(p) for _, m in tree for p in m._parameters.values() if p is not None}
-    xs = tuple(make_input(spec, batch, device) for spec in inputs)
+    xs = tuple(make_input(spec, batch, device) for spec in inputs if spec.name is None)
+    named = {spec.name: make_input(spec, batch, device) for spec in inputs if spec.name is not None}
     out = None
     try:
         # tracer.module_call sees this context's module calls; other threads see torch's own.
@@ -285,7 +286,7 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
                 in_mode(model, mode, tree), torch.no_grad(), \
                 FunctionMode(tracer, device), FlopMode(tracer):
             swapped = {k: t for k, t in weights.items() if id(t) not in own}
-            out = functional_call(model, swapped, xs, strict=False, tie_weights=False)
+            out = functional_call(model, swapped, xs, named, strict=False, tie_weights=False)
     except _Abort:
         out = None
     while tracer.stack:  # rows left open by an aborted forward

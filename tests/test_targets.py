@@ -120,3 +120,30 @@ def test_dict_outputs_keep_their_keys_in_text_json_and_snapshots():
     assert "Outputs: boxes [2, 4], logits [2, 3]" in formatter("text")(report)
     assert json.loads(formatter("json")(report))["output_names"] == ["boxes", "logits"]
     assert snapshot.data(report)["outputs"] == {"boxes": [2, 4], "logits": [2, 3]}
+
+
+class Gated(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.gate = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(1, 8, 3, padding=1)
+
+    def forward(self, image, mask=None):
+        y = self.conv(image)
+        return y if mask is None else y * self.gate(mask).sigmoid()
+
+
+def test_named_inputs_are_passed_as_keyword_arguments():
+    report = shapecheck.analyze(Gated(), ["image=3x32x32", "mask=1x32x32"])
+    assert [layer.name for layer in report.layers if layer.kind == "module"] == ["Gated", "conv", "gate"]
+    assert report.input_text == "image=3x32x32, mask=1x32x32" and report.ok
+    broken = shapecheck.analyze(Gated(), ["image=3x32x32", "mask=2x32x32"])
+    assert [f.code for f in broken.errors] == ["SHP002"]
+
+
+def test_a_named_input_forward_does_not_take_is_a_usage_error():
+    import pytest
+
+    from shapecheck.errors import UsageError
+
+    with pytest.raises(UsageError, match="has no parameter img"):
+        shapecheck.analyze(Gated(), "img=3x32x32")

@@ -29,7 +29,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "model": {"name": report.model, "path": report.path},
-        "input": [{"shape": list(s.shape), "dtype": dtype_name(s.dtype)} for s in report.inputs],
+        "input": [{"shape": list(s.shape), "dtype": dtype_name(s.dtype), "name": s.name} for s in report.inputs],
         "batch": report.batch,
         "device": report.device,
         "outputs": [list(s) for s in report.outputs],
