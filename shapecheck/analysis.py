@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
@@ -12,7 +13,7 @@ from torch import nn
 
 from shapecheck import lazy, noqa, sources
 from shapecheck.errors import UsageError
-from shapecheck.grouping import grouped
+from shapecheck.grouping import folded, grouped
 from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
 from shapecheck.rules import batch as batch_rule
 from shapecheck.checkpoint import shapes as saved_shapes
@@ -82,13 +83,23 @@ def analyze(
     if checkpoint is not None:
         mine = {key: tuple(t.shape) for key, t in model.state_dict(keep_vars=True).items()}
         found += checkpoint_rule.check(ctx, mine, saved_shapes(checkpoint))
-    findings = grouped(noqa.keep(f for f in found if registry.selected(f.code, select, ignore)))
+    kept = noqa.keep(f for f in found if registry.selected(f.code, select, ignore))
+    findings = _with_helper_calls(grouped(kept), result.layers)
     return Report(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=totals, outputs=result.outputs,
         findings=findings, path=path,
         notes=_notes(result, totals), output_names=result.output_names,
     )
+
+
+def _with_helper_calls(findings: Iterable[Finding], layers: tuple[Layer, ...]) -> tuple[Finding, ...]:
+    """A finding inside a helper function also names the model's line that called the helper
+    (one for a single layer; a folded finding already lists its layers)."""
+    made = {layer.name: layer.made_by for layer in layers if layer.made_by is not None}
+    return tuple(replace(f, message=f"{f.message} (made by the call at line {made[f.layer].line})")
+                 if f.layer in made and f.location is not None and f.location.line != made[f.layer].line
+                 and not folded(f) else f for f in findings)
 
 
 def _check_arity(model: nn.Module, inputs: Sequence[InputSpec]) -> None:

@@ -37,17 +37,17 @@ class Row:
 
 def freeze(index: int, row: Row, root: nn.Module, modules: dict[str, nn.Module],
             origin: Location | None) -> Layer:
-    defined_at, written = None, ()
+    defined_at, written, made_by = None, (), None
     if row.kind == "module":
         defined_at, site = sources.module_definition(root, row.name if row.depth else "", modules, origin)
         if site is not None and row.module is not None:
-            written = named_init_args(type(row.module), site)
+            written, made_by = named_init_args(type(row.module), site), site.made_by
     return Layer(
         index=index, name=row.name, type=row.type, kind=row.kind, depth=row.depth,
         parent=row.parent, input_shapes=row.input_shapes, output_shapes=row.output_shapes,
         input_sources=row.input_sources, params=row.params, macs=row.flops // 2,
         output_bytes=row.output_bytes, is_leaf=row.is_leaf, failed=row.failed, args=row.args,
-        attrs=row.attrs, defined_at=defined_at, called_at=row.called_at, written=written,
+        attrs=row.attrs, defined_at=defined_at, called_at=row.called_at, written=written, made_by=made_by,
     )
 
 

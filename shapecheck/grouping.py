@@ -11,6 +11,12 @@ from dataclasses import replace
 from shapecheck.report import Finding
 
 _SHOWN = 4  # names listed before "..."
+FOLDED = "layers made at this line"
+
+
+def folded(finding: Finding) -> bool:
+    """Whether ``finding`` stands for several layers made at its line."""
+    return finding.message.endswith("]") and FOLDED in finding.message
 
 
 def grouped(findings: Iterable[Finding]) -> tuple[Finding, ...]:
@@ -31,5 +37,5 @@ def _fold(group: list[Finding]) -> Finding:
     fixes = {f.fix for f in group}
     same_fix = len(fixes) == 1
     hint = first.hint if same_fix else "not fixed automatically: the layers made at this line need different values"
-    return replace(first, message=f"{first.message} [{len(group)} layers made at this line: {shown}]",
+    return replace(first, message=f"{first.message} [{len(group)} {FOLDED}: {shown}]",
                    fix=first.fix if same_fix else None, hint=hint)

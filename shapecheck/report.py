@@ -48,6 +48,7 @@ class Layer:
     # The author's constructor arguments as written, by parameter name: sources.Argument
     # records (text and span), which messages quote and --fix rewrites.
     written: tuple[tuple[str, Any], ...] = ()
+    made_by: Location | None = None  # the model's call of the helper function that created this layer
 
     @property
     def flops(self) -> int:

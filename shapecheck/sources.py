@@ -165,6 +165,9 @@ class Assignment:
     location: Location
     args: tuple[Argument, ...]
     keywords: tuple[tuple[str, Argument], ...]
+    # For an item a helper function creates (def block(...): return nn.Sequential(...)):
+    # the helper's call in the model, which made this item.
+    made_by: Location | None = None
 
 
 @dataclass(frozen=True)
@@ -211,14 +214,15 @@ def _item_site(container: Location, attr: str) -> Assignment | None:
     found = items.get((container.line, container.column, attr)) or items.get((container.line, container.column, "*"))
     if found is None:
         return None
-    line, column, args, keywords = found
+    line, column, args, keywords, via_helper = found
     lines = _lines(path)
     return Assignment(Location(container.path, line, column), tuple(_argument(path, lines, a) for a in args),
-                      tuple((key, _argument(path, lines, a)) for key, a in keywords))
+                      tuple((key, _argument(path, lines, a)) for key, a in keywords),
+                      container if via_helper else None)
 
 
 @lru_cache(maxsize=256)
-def _item_positions(path: str) -> dict[tuple[int, int, str], tuple[int, int, tuple, tuple]]:
+def _item_positions(path: str) -> dict[tuple[int, int, str], tuple[int, int, tuple, tuple, bool]]:
     """For every place in a file that creates a container of modules (``self.x = nn.Sequential(...)``,
     or an item of one), where each item is created: (line, column of the place, item key) ->
     (line, column of the item's expression), columns in characters, 1-based. The key ``*``
@@ -227,17 +231,19 @@ def _item_positions(path: str) -> dict[tuple[int, int, str], tuple[int, int, tup
     if tree is None:
         return {}
     helpers = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
-    found: dict[tuple[int, int, str], tuple[int, int, tuple, tuple]] = {}
+    found: dict[tuple[int, int, str], tuple[int, int, tuple, tuple, bool]] = {}
 
     def place(node: ast.AST) -> tuple[int, int]:
         return node.lineno, _column(lines, node.lineno, node.col_offset)  # type: ignore[attr-defined]
 
     def index(at: tuple[int, int], expr: ast.expr, scope: ast.AST, depth: int = 0) -> None:
+        resolved = _resolved(expr, scope)
+        via_helper = isinstance(resolved, ast.Call) and getattr(resolved.func, "id", None) in helpers
         for key, item in _container_items(expr, scope, helpers, depth).items():
             call = item if isinstance(item, ast.Call) else None
             found.setdefault((*at, key), (*place(item), tuple(_raw_argument(a) for a in call.args) if call else (),
                                           tuple((k.arg, _raw_argument(k.value)) for k in call.keywords if k.arg)
-                                          if call else ()))
+                                          if call else (), via_helper))
             index(place(item), item, scope, depth + 1)
 
     for node in ast.walk(tree):

@@ -183,3 +183,9 @@ def test_findings_of_one_rule_at_one_line_are_one_finding_with_the_count_and_nam
     bias = [f for f in report.findings if f.code == "SHP103"]
     assert [f.location.line for f in bias] == [8, 11]  # the helper's two convolutions, once each
     assert bias[0].message.endswith("[5 layers made at this line: d1.0, d2.0, d3.0, c2.0, ...]")
+
+
+def test_a_finding_inside_a_helper_names_the_models_call_of_the_helper():
+    built = build(parse_target(f"{FIXTURES / 'sequential_helper.py'}:Net"))
+    (finding,) = shapecheck.analyze(built.model, "3x32x32").errors
+    assert finding.location.line == 7 and finding.message.endswith("(made by the call at line 16)")
