@@ -4,10 +4,10 @@ module, which would then hold weights it never asked for: shapecheck infers them
 
 The copy shares no memory with the model: every parameter and buffer is replaced in the
 copy by an empty meta tensor of its shape (``copy.deepcopy``'s memo), and an uninitialised
-one by an uninitialised meta parameter, which materialises on meta. One trace of the copy
-(which goes on past shape errors, so a lazy layer after a broken one still sees an input)
-initialises it; the analysis then runs on the copy, with the inferred sizes in its rows and
-its parameters counted after inference.
+one by an uninitialised meta parameter, which materialises on meta. A bare meta forward of
+the copy initialises it, or, when the model fails before a lazy layer, one trace (which goes
+on past shape errors); the analysis then runs on the copy, with the inferred sizes in its
+rows and its parameters counted after inference.
 """
 from __future__ import annotations
 
@@ -34,7 +34,14 @@ def initialized(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode:
     from shapecheck.trace import trace  # the trace imports this module's neighbours, not this one
 
     twin = copy.deepcopy(model, memo=_meta_memo(model))
-    trace(twin, inputs, batch, mode)
+    try:  # a bare forward: torch 2.5 and older cannot materialise a lazy buffer under a function mode
+        with torch.no_grad():
+            twin(*(torch.empty(spec.batched(batch), dtype=spec.dtype, device="meta") for spec in inputs
+                   if spec.name is None),
+                 **{spec.name: torch.empty(spec.batched(batch), dtype=spec.dtype, device="meta")
+                    for spec in inputs if spec.name is not None})
+    except Exception:  # noqa: BLE001 - a broken layer before a lazy one: the trace goes on past it
+        trace(twin, inputs, batch, mode)
     return twin
 
 

@@ -208,6 +208,10 @@ def _drop(name: str, module: nn.Module, shape: tuple[int, ...]) -> Drop | None:
     if found is None or len(shape) < len(found):
         return None
     spatial = shape[-len(found):]
+    if any(w.out(n) < 1 for w, n in zip(found, spatial)) and not found[0].transposed:
+        # A window larger than its map: the real kernels raise, the meta ones of torch 2.6
+        # and older return an empty map, and a later adaptive pool would hide it.
+        raise RuntimeError(f"{name}: {kind} needs a larger input than {'x'.join(map(str, spatial))}")
     pixels = tuple(w.dropped(n) for w, n in zip(found, spatial))
     if not any(pixels):
         return None
