@@ -175,3 +175,29 @@ def test_an_rnns_wrong_hidden_state_is_explained_and_the_trace_goes_on():
     message = report.errors[0].message
     assert "initial hidden state must be [num_layers * directions, 2, 32]" in message
     assert "but is [1, 8, 32], [1, 8, 32]" in message
+
+
+def test_functional_matmul_and_linear_recover_with_the_declared_inner_size():
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.empty(10, 12))  # F.linear: 12 in, 10 out
+            self.proj = nn.Parameter(torch.empty(9, 6))  # matmul: 9 in, 6 out
+            self.head = nn.Linear(6, 2)
+
+        def forward(self, x):
+            y = F.linear(x, self.w)  # x has 16 features
+            z = y @ self.proj  # y has 10, not 9
+            return self.head(z)
+
+    report = shapecheck.analyze(Functional(), "16")
+    rows = {layer.name: layer.output_shapes for layer in report.layers}
+    assert rows["linear"] == ((2, 10),) and rows["matmul"] == ((2, 6),) and rows["head"] == ((2, 2),)
+    assert [f.code for f in report.errors] == ["SHP009", "SHP009"]
+
+
+def test_an_instance_norm_with_other_channels_keeps_its_input_shape():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.InstanceNorm2d(4, affine=True), nn.Conv2d(8, 2, 1))
+    report = shapecheck.analyze(model, "3x16x16")
+    assert report.layer("1").output_shapes == ((2, 8, 14, 14),) and report.outputs == ((2, 2, 14, 14),)
+    assert [f.code for f in report.errors] == ["SHP002"]
