@@ -81,6 +81,8 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--depth", default=3, show_default=True, type=click.IntRange(min=0),
               help="Deepest nesting level shown in the table.")
 @click.option("--show-source", is_flag=True, help="Add each row's source line to the table.")
+@click.option("--no-functional", is_flag=True,
+              help="Leave functional rows (F.relu, view, torch.cat, +) out of the table: modules only.")
 @click.option("--explain", is_flag=True,
               help="Print each layer's shape arithmetic, receptive field and stride.")
 @click.option("--fix", "fix_files", is_flag=True,
@@ -97,7 +99,8 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
-          mode: str, fmt: str, depth: int, show_source: bool, explain: bool, fix_files: bool, diff: bool,
+          mode: str, fmt: str, depth: int, show_source: bool, no_functional: bool, explain: bool, fix_files: bool,
+          diff: bool,
           select: tuple[str, ...], ignore: tuple[str, ...], max_params: str | None, max_macs: str | None,
           max_activation_memory: str | None, checkpoint: str | None, exit_zero: bool, verbose: bool) -> int:
     """Analyze TARGET (FILE.py:Name, package.module:Name, optionally Name(key=value))."""
@@ -120,7 +123,8 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
     if diff:
         return _diff(run())
     report = _fix(run) if fix_files else run()
-    click.echo(formatter(fmt)(report, depth=depth, show_source=show_source, explain=explain), nl=False)
+    click.echo(formatter(fmt)(report, depth=depth, show_source=show_source, explain=explain,
+                              functions=not no_functional), nl=False)
     return EXIT_FINDINGS if report.errors and not exit_zero else EXIT_CLEAN
 
 

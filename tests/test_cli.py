@@ -224,3 +224,18 @@ def test_diff_with_nothing_to_change_says_why_in_one_line(in_repo, capsys):
     assert code == 0 and out == "" and err == "nothing to change: no finding\n"
     code, out, err = run(capsys, "examples/quiz_a.py:Net", "-i", "3x64x64", "--diff")
     assert code == 0 and out == "" and err.startswith("nothing to change: no finding has a fix") and err.count("\n") == 1
+
+
+def test_big_tables_fold_loops_cut_long_cells_and_can_hide_functional_rows(in_repo, capsys):
+    code, out, _ = run(capsys, "tests/fixtures/loop_model.py:Net", "-i", "3x8x8")
+    assert code == 0 and "relu (F.relu) x12" in out and "add (Tensor.add) x12" in out
+    assert out.count("(F.relu)") == 1
+    code, out, _ = run(capsys, "tests/fixtures/loop_model.py:Net", "-i", "3x8x8", "--no-functional")
+    assert "(F.relu)" not in out and "transpose" not in out and "rnn (LSTM)" in out
+
+
+def test_a_cell_with_many_shapes_is_cut_with_the_count():
+    from shapecheck.render.text import _cell
+
+    text = ", ".join(["[2, 64, 16]"] * 12)
+    assert _cell(text).endswith("], ... (12 shapes)") and len(_cell(text)) <= 70

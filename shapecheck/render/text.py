@@ -8,9 +8,11 @@ from shapecheck.report import Finding, Layer, Report
 from shapecheck.spec import dtype_name
 
 
-def render(report: Report, depth: int = 3, show_source: bool = False, explain: bool = False, **_: Any) -> str:
+def render(report: Report, depth: int = 3, show_source: bool = False, explain: bool = False,
+           functions: bool = True, **_: Any) -> str:
     lines = [_header(report), ""]
-    rows = [_row(layer, show_source) for layer in report.layers if layer.depth <= depth]
+    shown = [layer for layer in report.layers if layer.depth <= depth and (functions or layer.kind == "module")]
+    rows = [_row(layer, show_source, times) for layer, times in _runs(shown)]
     head = ("Layer (type)", "Input shape", "Output shape", "Params", "MACs") + (("Source",) if show_source else ())
     lines += _table([head, *rows])
     lines += ["", *_totals(report)]
@@ -71,14 +73,62 @@ def _header(report: Report) -> str:
             f"traced on {report.device}")
 
 
-def _row(layer: Layer, show_source: bool) -> tuple[str, ...]:
+_CELL = 60  # characters: a row with many outputs (an RNN's states, a detector's heads) is cut here
+
+
+def _runs(layers: list[Layer], longest: int = 4) -> list[tuple[Layer, int]]:
+    """Functional rows that a loop repeats, shown once with a count: twelve ``grid_sample``
+    calls read as ``grid_sample x12``, and a loop body of ``relu`` then ``+`` as each x12."""
+    runs: list[tuple[Layer, int]] = []
+    i = 0
+    while i < len(layers):
+        period, times = _repeats(layers, i, longest)
+        runs += [(layer, times) for layer in layers[i:i + period]]
+        i += period * times
+    return runs
+
+
+def _repeats(layers: list[Layer], start: int, longest: int) -> tuple[int, int]:
+    """(period, times) of the block of functional rows from ``start`` that repeats the most."""
+    best = (1, 1)
+    for period in range(1, longest + 1):
+        block = layers[start:start + period]
+        if len(block) < period or not all(_plain_call(layer) for layer in block):
+            break
+        times = 1
+        while all(_same_call(a, b) for a, b in zip(block, layers[start + times * period:start + (times + 1) * period])) \
+                and start + (times + 1) * period <= len(layers):
+            times += 1
+        if times > 1 and period * times > best[0] * best[1]:
+            best = (period, times)
+    return best
+
+
+def _plain_call(layer: Layer) -> bool:
+    return layer.kind == "function" and not layer.failed
+
+
+def _same_call(a: Layer, b: Layer) -> bool:
+    return _plain_call(a) and _plain_call(b) and (a.name, a.type, a.depth, a.called_at, a.input_shapes,
+                                                  a.output_shapes) == (b.name, b.type, b.depth, b.called_at,
+                                                                       b.input_shapes, b.output_shapes)
+
+
+def _cell(text: str) -> str:
+    if len(text) <= _CELL:
+        return text
+    return text[:_CELL - 8].rsplit("], ", 1)[0] + "], ... " + f"({text.count('[')} shapes)"
+
+
+def _row(layer: Layer, show_source: bool, times: int = 1) -> tuple[str, ...]:
     mark = "  !" if layer.failed else ""
+    repeat = f" x{times}" if times > 1 else ""
     cells = (
-        "  " * layer.depth + f"{layer.name} ({layer.type}){mark}",
-        shapes(layer.input_shapes),
-        shapes(layer.output_shapes) if layer.output_shapes else "--",
+        "  " * layer.depth + f"{layer.name} ({layer.type}){repeat}{mark}",
+        _cell(shapes(layer.input_shapes)),
+        _cell(shapes(layer.output_shapes)) if layer.output_shapes else "--",
         f"{layer.params:,}" if layer.params else "--",
-        count(layer.macs) if layer.macs else "--",
+        count(layer.macs * times) if layer.macs else "--",
     )
     if show_source:
         site = layer.called_at or layer.defined_at
