@@ -147,3 +147,17 @@ def test_a_named_input_forward_does_not_take_is_a_usage_error():
 
     with pytest.raises(UsageError, match="has no parameter img"):
         shapecheck.analyze(Gated(), "img=3x32x32")
+
+
+def test_ssd_and_raft_analyze_without_false_findings():
+    import torchvision
+
+    ssd = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=3).eval()
+    report = shapecheck.analyze(ssd, "3x320x320", batch=1)
+    assert report.device == "cpu" and report.errors == ()
+    assert report.output_names == ("0.boxes", "0.scores", "0.labels")
+    raft = torchvision.models.optical_flow.raft_small().eval()
+    flow = shapecheck.analyze(raft, ["3x128x128", "3x128x128"], batch=1)
+    assert flow.device == "meta" and not [f for f in flow.findings if f.severity != "info"]  # corr_block is used
+    assert flow.outputs[-1] == (1, 2, 128, 128)
