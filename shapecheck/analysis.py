@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from shapecheck import lazy, noqa, sources
+from shapecheck import lazy, noqa, sources, torchapi
 from shapecheck.errors import UsageError
 from shapecheck.grouping import folded, grouped
 from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
@@ -61,6 +61,7 @@ def analyze(
         raise ValueError(f"batch must be at least 1, not {batch}")
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
+    model = torchapi.uncompiled(model)
     _check_arity(model, inputs)
     model = lazy.initialized(model, inputs, batch, mode)  # the user's lazy modules stay uninitialised
     walked = walk(model)

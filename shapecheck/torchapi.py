@@ -51,6 +51,13 @@ class DispatchMode(TorchDispatchMode):
         return False
 
 
+def uncompiled(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile`` wrapper (torch._dynamo's OptimizedModule) holds: a trace
+    of the wrapper would compile the model first (tens of seconds) to learn the same shapes."""
+    inner = getattr(model, "_orig_mod", None)
+    return inner if isinstance(inner, nn.Module) and type(model).__name__ == "OptimizedModule" else model
+
+
 def global_module_hooks() -> bool:
     """Whether any process-wide forward (pre-)hook is registered (nn.modules.module's globals)."""
     module = nn.modules.module

@@ -161,3 +161,19 @@ def test_ssd_and_raft_analyze_without_false_findings():
     flow = shapecheck.analyze(raft, ["3x128x128", "3x128x128"], batch=1)
     assert flow.device == "meta" and not [f for f in flow.findings if f.severity != "info"]  # corr_block is used
     assert flow.outputs[-1] == (1, 2, 128, 128)
+
+
+def test_a_compiled_model_is_analyzed_as_the_module_it_wraps():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 30 * 30, 2))
+    report = shapecheck.analyze(torch.compile(model), "3x32x32")
+    assert report.model == "Sequential" and report.outputs == ((2, 2),) and report.errors == ()
+
+
+def test_a_scripted_submodule_is_traced_without_false_findings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated, and still used
+        scripted = torch.jit.script(nn.Linear(4, 2))
+    report = shapecheck.analyze(nn.Sequential(nn.Linear(3, 4), scripted), "3")
+    assert report.outputs == ((2, 2),) and report.findings == ()
