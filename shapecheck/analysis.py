@@ -72,6 +72,7 @@ def analyze(
         result.layers, batch, result.outputs) else None
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
                   second=second, submodules=_submodules(walked), touched=result.touched, fetched=result.fetched,
+                  output_names=result.output_names,
                   select=select, ignore=ignore,
                   solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model, origin))
     totals = _totals(walked.tree, result)

@@ -34,7 +34,9 @@ def check(ctx: Context) -> Iterator[Finding]:
         if breaks or (folds and lost):
             yield _finding(ctx, first, second)
             return  # everything downstream inherits the fold
-    if lost and ctx.completed and ctx.outputs and ctx.outputs[0]:
+    # A model that returns dicts per sample (a detector's list of {boxes, labels}) has no
+    # batch dimension to follow.
+    if lost and ctx.completed and ctx.outputs and ctx.outputs[0] and not ctx.output_names:
         yield _output_finding(ctx)
 
 

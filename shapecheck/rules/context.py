@@ -45,6 +45,7 @@ class Context:
     submodules: tuple[Submodule, ...] = ()
     touched: frozenset[str] = frozenset()
     fetched: frozenset[str] = frozenset()
+    output_names: tuple[str, ...] = ()  # key paths when the model returns dicts (detection: per image)
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     # Services that run the model again, used only when a rule fires.
