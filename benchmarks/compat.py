@@ -296,7 +296,10 @@ def case_message(message: str, text: str) -> str:
 
 
 def first_line(text: str) -> str:
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    """The error's first line, with the next one when the first only names the type
+    (``ImportError:`` whose words follow on their own line)."""
+    lines = [part.strip() for part in text.splitlines() if part.strip()]
+    line = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else (lines[0] if lines else "")
     return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 3] + "..."
 
 
