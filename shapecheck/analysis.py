@@ -86,13 +86,21 @@ def analyze(
         mine = {key: tuple(t.shape) for key, t in model.state_dict(keep_vars=True).items()}
         found += checkpoint_rule.check(ctx, mine, saved_shapes(checkpoint))
     kept = noqa.keep(f for f in found if registry.selected(f.code, select, ignore))
-    findings = _with_helper_calls(grouped(kept), result.layers)
+    findings = _in_user_files(_with_helper_calls(grouped(kept), result.layers))
     return Report(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=totals, outputs=result.outputs,
         findings=findings, path=path,
         notes=_notes(result, totals), output_names=result.output_names,
     )
+
+
+def _in_user_files(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    """No finding points into torch or another installed package (an op inside torchvision's
+    detector): such a location helps no one edit their model, and is dropped."""
+    return tuple(replace(f, location=None, called_at=None, fix=None)
+                 if f.location is not None and not sources.is_user_file(os.path.abspath(f.location.path)) else f
+                 for f in findings)
 
 
 def _with_helper_calls(findings: Iterable[Finding], layers: tuple[Layer, ...]) -> tuple[Finding, ...]:
