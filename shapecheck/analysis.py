@@ -22,7 +22,7 @@ from shapecheck.rules import budget, crash, design, pixels, registry
 from shapecheck.rules import checkpoint as checkpoint_rule
 from shapecheck.rules.context import Context, Submodule
 from shapecheck.sizes import Solver
-from shapecheck.spec import InputSpec, parse_bytes, parse_count, parse_dtype, parse_inputs
+from shapecheck.spec import Example, InputSpec, example_batch, parse_bytes, parse_count, parse_dtype, parse_inputs
 from shapecheck.modelstate import Mode, Tree, Walk, walk
 from shapecheck.trace import TraceResult, trace
 
@@ -31,9 +31,9 @@ from shapecheck.trace import TraceResult, trace
 @sources.cwd_fixed()
 def analyze(
     model: nn.Module,
-    input: str | InputSpec | Sequence,  # noqa: A002 - the issue's own API name
+    input: Example,  # noqa: A002 - the issue's own API name
     *,
-    batch: int = 2,
+    batch: int | None = None,
     dtype: str | torch.dtype | None = None,
     output: Shape | int | str | None = None,
     mode: Mode = "eval",
@@ -50,17 +50,20 @@ def analyze(
     """Trace ``model`` on the meta device for ``input`` and return its Report.
 
     ``input`` is one sample's shape without the batch (``"3x64x64"``), or a list of them for
-    models with several inputs. The model object is never modified: its weights are swapped
+    models with several inputs, or a dict of them for keyword arguments. Real example
+    tensors serve too, nested in lists, tuples and dicts as ``forward`` takes them: only their
+    shapes and dtypes are used, and the tensors at the top level give the batch (otherwise
+    ``batch``, 2 by default). A list spec (``"[3x320x320, 3x480x640]"``) is one ``list[Tensor]``
+    argument, one tensor per sample, as detection models take their images. The model object is never modified: its weights are swapped
     for meta stand-ins only inside the trace. Budgets take numbers or text (``"25M"``,
     ``"512MB"``); ``max_macs`` is per sample. ``checkpoint`` (a path, loaded with
     ``weights_only=True``, or a state_dict) is reconciled with the model's tensors.
     ``origin`` is where a container model was created (``sources.factory_site(make_model)``),
     so that findings on its items point at the lines that create them.
     """
-    if batch < 1:
-        raise ValueError(f"batch must be at least 1, not {batch}")
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
+    batch = _batch(batch, example_batch(input))
     model = torchapi.uncompiled(model)
     _check_arity(model, inputs)
     model = lazy.initialized(model, inputs, batch, mode)  # the user's lazy modules stay uninitialised
@@ -68,13 +71,14 @@ def analyze(
     result = trace(model, inputs, batch, mode, walked, origin)
     select, ignore = registry.known(tuple(select), "select"), registry.known(tuple(ignore), "ignore")
     wants_fold = registry.selected(registry.BATCH_FOLDED.code, select, ignore)
-    second = trace(model, inputs, batch + 1, mode, walked, origin) if wants_fold and batch_rule.needs_second_trace(
-        result.layers, batch, result.outputs) else None
+    follows = any(spec.follows_batch for spec in inputs)
+    second = trace(model, inputs, batch + 1, mode, walked, origin) if follows and wants_fold \
+        and batch_rule.needs_second_trace(result.layers, batch, result.outputs) else None
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
                   second=second, submodules=_submodules(walked), touched=result.touched, fetched=result.fetched,
                   output_names=result.output_names,
                   select=select, ignore=ignore,
-                  solver=Solver(model, inputs, mode=mode), locate=partial(_locate, model, origin))
+                  solver=_solver(model, inputs, mode), locate=partial(_locate, model, origin))
     totals = _totals(walked.tree, result)
     limits = budget.Budgets(
         parse_count(max_params, "max_params") if max_params is not None else None,
@@ -93,6 +97,22 @@ def analyze(
         findings=findings, path=path,
         notes=_notes(result, totals), output_names=result.output_names,
     )
+
+
+def _batch(given: int | None, from_tensors: int | None) -> int:
+    """The batch: the example tensors' own, else the one asked for, else 2."""
+    if given is not None and given < 1:
+        raise ValueError(f"batch must be at least 1, not {given}")
+    if given is not None and from_tensors is not None and given != from_tensors:
+        raise ValueError(f"batch={given}, but the example tensors lead with {from_tensors}: pass one or the other")
+    return given or from_tensors or 2
+
+
+def _solver(model: nn.Module, inputs: tuple[InputSpec, ...], mode: Mode) -> Solver | None:
+    """The sizes solver varies the first input's spatial sizes: a plain batched tensor's."""
+    first = inputs[0] if inputs else None
+    return Solver(model, inputs, mode=mode) if first is not None and first.container == "tensor" \
+        and not first.exact else None
 
 
 def _in_user_files(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:

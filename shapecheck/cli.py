@@ -68,6 +68,8 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.argument("target")
 @click.option("-i", "--input", "inputs", multiple=True, required=True,
               help="One sample's shape without the batch, e.g. 3x64x64; repeat for several inputs; "
+                   "NAME=SHAPE for a keyword; [3x320x320, 3x480x640] for a list of images, "
+                   "{image: 3x64x64, mask: 1x64x64} for a dict; "
                    "append :int64 for integer inputs.")
 @click.option("-b", "--batch", default=2, show_default=True, type=click.IntRange(min=1),
               help="Batch size of the dummy input.")

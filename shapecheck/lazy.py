@@ -31,15 +31,15 @@ def initialized(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode:
     """``model`` itself when nothing in it is lazy; otherwise a meta copy with every lazy size inferred."""
     if not has_uninitialized(model):
         return model
-    from shapecheck.trace import trace  # the trace imports this module's neighbours, not this one
+    # The trace and the model state import this module, not the other way round.
+    from shapecheck.modelstate import make_arguments
+    from shapecheck.trace import trace
 
     twin = copy.deepcopy(model, memo=_meta_memo(model))
     try:  # a bare forward: torch 2.5 and older cannot materialise a lazy buffer under a function mode
         with torch.no_grad():
-            twin(*(torch.empty(spec.batched(batch), dtype=spec.dtype, device="meta") for spec in inputs
-                   if spec.name is None),
-                 **{spec.name: torch.empty(spec.batched(batch), dtype=spec.dtype, device="meta")
-                    for spec in inputs if spec.name is not None})
+            args, kwargs = make_arguments(inputs, batch, "meta")
+            twin(*args, **kwargs)
     except Exception:  # noqa: BLE001 - a broken layer before a lazy one: the trace goes on past it
         trace(twin, inputs, batch, mode)
     return twin

@@ -6,7 +6,7 @@ and it puts back exactly what it found.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -164,10 +164,22 @@ def _stand_in(t: torch.Tensor, device: str, share: bool) -> torch.Tensor:
     return real if share else real.clone()
 
 
-def make_input(spec: InputSpec, batch: int, device: str) -> torch.Tensor:
+def make_input(spec: InputSpec, batch: int, device: str) -> Any:
+    """The argument ``spec`` describes: a tensor, or a list, tuple or dict of them."""
+    if spec.container == "dict":
+        return {item.name: make_input(item, batch, device) for item in spec.items}
+    if spec.container != "tensor":
+        items = [make_input(item, batch, device) for item in spec.items]
+        return items if spec.container == "list" else tuple(items)
     shape = spec.batched(batch)
     if device == "meta":
         return torch.empty(shape, dtype=spec.dtype, device="meta")
     if spec.dtype.is_floating_point:
         return torch.randn(shape, dtype=spec.dtype, generator=torch.Generator().manual_seed(0))
     return torch.zeros(shape, dtype=spec.dtype)
+
+
+def make_arguments(inputs: Sequence[InputSpec], batch: int, device: str) -> tuple[tuple, dict[str, Any]]:
+    """``forward``'s positional and keyword arguments."""
+    return (tuple(make_input(spec, batch, device) for spec in inputs if spec.name is None),
+            {spec.name: make_input(spec, batch, device) for spec in inputs if spec.name is not None})

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any, Literal, NoReturn, Union
 
 import torch
 
@@ -19,22 +21,54 @@ DTYPES: dict[str, torch.dtype] = {
 _DIMS = re.compile(r"^\d+([x,]\d+)*$")
 
 
+Container = Literal["tensor", "list", "tuple", "dict"]
+_OPEN = {"[": "list", "(": "tuple", "{": "dict"}
+_CLOSE = {"list": "]", "tuple": ")", "dict": "}"}
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """One sample's shape (no batch dimension) and its dtype; a named one (``mask=1x64x64``)
-    is passed to ``forward`` as that keyword argument."""
+    """One argument of ``forward``: a tensor, or a list, tuple or dict of them.
+
+    A tensor's ``shape`` is one sample's, and the batch is put in front, unless ``exact``:
+    then it is the whole tensor's (an item of a list input, where the list is the batch, as
+    detection models take their images). A named one (``mask=1x64x64``) is passed as that
+    keyword argument; a dict's items are named by their keys. A container's ``shape`` and
+    ``dtype`` are its first tensor's, which is what messages about "the input" describe.
+    """
 
     shape: tuple[int, ...]
     dtype: torch.dtype = torch.float32
     name: str | None = None
+    exact: bool = False
+    container: Container = "tensor"
+    items: tuple[InputSpec, ...] = ()
 
     def __str__(self) -> str:
-        dims = "x".join(str(d) for d in self.shape)
-        text = dims if self.dtype == torch.float32 else f"{dims}:{dtype_name(self.dtype)}"
+        text = self._value()
         return f"{self.name}={text}" if self.name else text
 
+    def _value(self) -> str:
+        if self.container == "dict":
+            return "{" + ", ".join(f"{item.name}: {item._value()}" for item in self.items) + "}"
+        if self.container != "tensor":
+            inner = ", ".join(item._value() for item in self.items)
+            return f"[{inner}]" if self.container == "list" else f"({inner}{',' if len(self.items) == 1 else ''})"
+        dims = "x".join(str(d) for d in self.shape) or "scalar"
+        return dims if self.dtype == torch.float32 else f"{dims}:{dtype_name(self.dtype)}"
+
     def batched(self, batch: int) -> tuple[int, ...]:
-        return (batch, *self.shape)
+        return self.shape if self.exact else (batch, *self.shape)
+
+    @property
+    def leaves(self) -> tuple[InputSpec, ...]:
+        """Its tensors, depth first."""
+        return (self,) if self.container == "tensor" else tuple(leaf for item in self.items for leaf in item.leaves)
+
+    @property
+    def follows_batch(self) -> bool:
+        """Some tensor of it has the batch in front: a trace at another batch changes it."""
+        return any(not leaf.exact for leaf in self.leaves)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -50,26 +84,98 @@ def parse_dtype(text: str) -> torch.dtype:
         ) from None
 
 
+_STRUCTURE_HELP = ("a list input is [3x320x320, 3x480x640] (one tensor per sample, no batch added: "
+                   "the detection convention); a dict input is {image: 3x224x224, mask: 1x224x224} "
+                   "(batched tensors, as --input itself)")
+
+
 def parse_input(text: str | InputSpec | tuple[int, ...], dtype: torch.dtype | None = None) -> InputSpec:
-    """``3x64x64``, ``3,64,64`` or ``16000:int64``; a tuple of ints is taken as the shape."""
+    """``3x64x64``, ``3,64,64``, ``16000:int64``, ``mask=1x64x64``, a list ``[3x320x320, 3x480x640]``
+    or a dict ``{image: 3x224x224, mask: 1x224x224}``; a tuple of ints is taken as the shape."""
     if isinstance(text, InputSpec):
         return text
     if isinstance(text, tuple | list):
         return _checked(tuple(int(d) for d in text), dtype or torch.float32, str(text))
     name, equals, rest = str(text).strip().partition("=")
-    if equals:  # image=3x224x224: a keyword argument of forward
+    if equals and name.strip()[:1] not in _OPEN:  # image=3x224x224: a keyword argument of forward
         if not name.strip().isidentifier():
             raise UsageError(f"invalid input spec {text!r}: a named input is NAME=SHAPE, e.g. mask=1x64x64")
         return replace(parse_input(rest, dtype), name=name.strip())
-    dims, _, dtype_text = str(text).strip().lower().partition(":")
+    stripped = str(text).strip()
+    if stripped[:1] in _OPEN or stripped[-1:] in _CLOSE.values():
+        return _Structure(stripped, dtype).parse()
+    return _tensor(stripped, dtype, str(text))
+
+
+def _tensor(text: str, dtype: torch.dtype | None, whole: str, exact: bool = False) -> InputSpec:
+    dims, _, dtype_text = text.strip().lower().partition(":")
     dims = dims.replace(" ", "")
     if not _DIMS.match(dims):
         raise UsageError(
-            f"invalid input spec {text!r}: give one sample's shape without the batch, "
-            "e.g. 3x64x64 (images), 1x16000 (audio) or 128:int64 (token ids)"
+            f"invalid input spec {whole!r}: give one sample's shape without the batch, "
+            "e.g. 3x64x64 (images), 1x16000 (audio) or 128:int64 (token ids); " + _STRUCTURE_HELP
         )
     chosen = parse_dtype(dtype_text) if dtype_text else (dtype or torch.float32)
-    return _checked(tuple(int(d) for d in re.split("[x,]", dims)), chosen, str(text))
+    return replace(_checked(tuple(int(d) for d in re.split("[x,]", dims)), chosen, whole), exact=exact)
+
+
+class _Structure:
+    """A recursive-descent reader of list and dict specs. Inside brackets, items are separated
+    by commas, so a shape there is written with ``x`` only."""
+
+    def __init__(self, text: str, dtype: torch.dtype | None) -> None:
+        self.text, self.dtype, self.at = text, dtype, 0
+
+    def parse(self) -> InputSpec:
+        spec = self._value(exact=False)
+        if self._rest():
+            self._fail(f"unexpected {self._rest()!r} after the closing bracket")
+        return spec
+
+    def _value(self, exact: bool) -> InputSpec:
+        opener = self._rest()[:1]
+        if opener not in _OPEN:
+            return self._leaf(exact)
+        container: Container = _OPEN[opener]  # type: ignore[assignment]
+        self.at = self.text.index(opener, self.at) + 1
+        items = []
+        while not self._take(_CLOSE[container]):
+            if items and not self._take(","):
+                self._fail(f"expected ',' or '{_CLOSE[container]}'")
+            if self._take(_CLOSE[container]):  # a trailing comma
+                break
+            key = self._key() if container == "dict" else None
+            # A list holds one tensor per sample (no batch); a dict's values are batched.
+            items.append(replace(self._value(exact=container != "dict"), name=key))
+        if not items:
+            self._fail("it is empty")
+        return InputSpec(items[0].leaves[0].shape, items[0].leaves[0].dtype, container=container, items=tuple(items))
+
+    def _leaf(self, exact: bool) -> InputSpec:
+        match = re.match(r"\s*([0-9x]+(?::\s*[a-z0-9]+)?)", self.text[self.at:], re.IGNORECASE)
+        if match is None:
+            self._fail("expected a shape such as 3x64x64")
+        self.at += match.end()
+        return _tensor(match.group(1), self.dtype, self.text, exact)
+
+    def _key(self) -> str:
+        match = re.match(r"\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?\s*:", self.text[self.at:])
+        if match is None:
+            self._fail("a dict item is KEY: SHAPE")
+        self.at += match.end()
+        return match.group(1)
+
+    def _take(self, token: str) -> bool:
+        if self._rest().startswith(token):
+            self.at = self.text.index(token, self.at) + 1
+            return True
+        return False
+
+    def _rest(self) -> str:
+        return self.text[self.at:].strip()
+
+    def _fail(self, why: str) -> NoReturn:
+        raise UsageError(f"invalid input spec {self.text!r}: {why}; {_STRUCTURE_HELP}")
 
 
 def _checked(shape: tuple[int, ...], dtype: torch.dtype, text: str) -> InputSpec:
@@ -78,13 +184,48 @@ def _checked(shape: tuple[int, ...], dtype: torch.dtype, text: str) -> InputSpec
     return InputSpec(shape, dtype)
 
 
-def parse_inputs(
-    texts: str | InputSpec | tuple[int, ...] | list, dtype: torch.dtype | None = None
-) -> tuple[InputSpec, ...]:
-    """One spec, or a list of specs for models with several inputs."""
-    if isinstance(texts, list) and texts and not isinstance(texts[0], int):
-        return tuple(parse_input(t, dtype) for t in texts)
-    return (parse_input(texts, dtype),)
+Example = Union[str, InputSpec, tuple, list, Mapping, torch.Tensor]
+
+
+def parse_inputs(texts: Example, dtype: torch.dtype | None = None) -> tuple[InputSpec, ...]:
+    """``forward``'s arguments, as torchinfo's ``input_data`` takes them: one spec or tensor; a
+    list or tuple of them, one per positional argument; a dict of them, passed as keyword
+    arguments. An argument may itself be a list, tuple or dict of tensors (or of specs): only
+    their shapes and dtypes are kept, and the tensors at the top level lead with the batch."""
+    if isinstance(texts, Mapping):
+        return tuple(replace(_argument(value, dtype, top=True), name=str(key)) for key, value in texts.items())
+    if isinstance(texts, list | tuple) and texts and not all(isinstance(d, int) for d in texts):
+        return tuple(_argument(value, dtype, top=True) for value in texts)
+    return (_argument(texts, dtype, top=True),)
+
+
+def example_batch(texts: Example) -> int | None:
+    """The batch of real example tensors: the first dimension they share at the top level."""
+    values = texts.values() if isinstance(texts, Mapping) else texts if isinstance(texts, list | tuple) else [texts]
+    firsts = {t.shape[0] for t in values if isinstance(t, torch.Tensor) and t.dim() > 0}
+    return firsts.pop() if len(firsts) == 1 else None
+
+
+def _argument(value: Any, dtype: torch.dtype | None, top: bool) -> InputSpec:
+    if isinstance(value, torch.Tensor):
+        if top and value.dim() > 0:
+            return InputSpec(tuple(value.shape[1:]), value.dtype)
+        return InputSpec(tuple(value.shape), value.dtype, exact=True)
+    if isinstance(value, Mapping):
+        items = tuple(replace(_argument(v, dtype, top=False), name=str(k)) for k, v in value.items())
+        return _container("dict", items, value)
+    if isinstance(value, list | tuple) and value and not all(isinstance(d, int) for d in value):
+        items = tuple(_argument(v, dtype, top=False) for v in value)
+        return _container("list" if isinstance(value, list) else "tuple", items, value)
+    spec = parse_input(value, dtype)
+    return spec if top or spec.container != "tensor" else replace(spec, exact=True)
+
+
+def _container(kind: Container, items: tuple[InputSpec, ...], value: Any) -> InputSpec:
+    if not items or not items[0].leaves:
+        raise ValueError(f"an example {kind} must hold at least one tensor, not {value!r}")
+    first = items[0].leaves[0]
+    return InputSpec(first.shape, first.dtype, container=kind, items=items)
 
 
 _SCALES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}

@@ -20,7 +20,7 @@ from shapecheck import memo, patches, recovery, sources, torchapi
 from shapecheck.freeze import Row, freeze, output_names, touched_names
 from shapecheck.interception import FlopMode, FunctionMode
 from shapecheck.memo import Memo
-from shapecheck.modelstate import Mode, Walk, in_mode, make_input, stand_ins, walk
+from shapecheck.modelstate import Mode, Walk, in_mode, make_arguments, stand_ins, walk
 from shapecheck.naming import args_text, module_attrs, op_names
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
@@ -277,8 +277,7 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     tracer = Tracer(names, walked.params, memo.shared() if device == "meta" else None)
     weights = stand_ins(model, device, tree)
     own = {id(p) for _, m in tree for p in m._parameters.values() if p is not None}
-    xs = tuple(make_input(spec, batch, device) for spec in inputs if spec.name is None)
-    named = {spec.name: make_input(spec, batch, device) for spec in inputs if spec.name is not None}
+    xs, named = make_arguments(inputs, batch, device)
     out = None
     try:
         # tracer.module_call sees this context's module calls; other threads see torch's own.

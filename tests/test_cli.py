@@ -37,7 +37,7 @@ def test_json_schema_fields(in_repo, capsys):
     data = json.loads(out)
     assert code == 1
     assert set(data) >= {"model", "input", "layers", "totals", "findings"}
-    assert data["input"] == [{"shape": [3, 64, 64], "dtype": "float32", "name": None}]
+    assert data["input"] == [{"shape": [3, 64, 64], "dtype": "float32", "name": None, "exact": False}]
     finding = data["findings"][0]
     assert {k: finding[k] for k in ("code", "severity", "path", "line", "column", "layer")} == {
         "code": "SHP001", "severity": "error", "path": "examples/quiz_c.py", "line": 11,

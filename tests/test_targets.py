@@ -178,3 +178,93 @@ def test_a_scripted_submodule_is_traced_without_false_findings():
         scripted = torch.jit.script(nn.Linear(4, 2))
     report = shapecheck.analyze(nn.Sequential(nn.Linear(3, 4), scripted), "3")
     assert report.outputs == ((2, 2),) and report.findings == ()
+
+
+def test_a_list_input_is_one_list_of_images_for_a_detector(capsys):
+    """``--input "[3x320x320, 3x240x400]"``: one ``list[Tensor]`` argument, one image per item,
+    with no batch in front: torchvision's detectors take their images so, each its own size."""
+    import json
+
+    import torchvision
+
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=3).eval()
+    report = shapecheck.analyze(model, "[3x320x320, 3x240x400]")
+    assert report.errors == () and report.input_text == "[3x320x320, 3x240x400]"
+    assert report.output_names[:3] == ("0.boxes", "0.labels", "0.scores") and report.output_names[3] == "1.boxes"
+    backbone = [layer for layer in report.layers if layer.name == "backbone.body"]
+    # the transform resizes both to one padded batch: 320 wide, 400 rounded up to 416 by 32
+    assert [s[0] for s in backbone[0].input_shapes] == [2]
+    from shapecheck.render import formatter
+
+    header = formatter("text")(report).splitlines()[0]
+    assert header.startswith("FasterRCNN: input [3x320x320, 3x240x400], traced on") and "batch" not in header
+    data = json.loads(formatter("json")(report))
+    assert data["input"] == [{"container": "list", "name": None, "items": [
+        {"shape": [3, 320, 320], "dtype": "float32", "name": None, "exact": True},
+        {"shape": [3, 240, 400], "dtype": "float32", "name": None, "exact": True}]}]
+
+
+class Batched(nn.Module):
+    """A training-loop model that takes the whole batch dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.gate = nn.Conv2d(3, 4, 3), nn.Conv2d(1, 4, 3)
+
+    def forward(self, batch):
+        return self.conv(batch["image"]) * self.gate(batch["mask"]).sigmoid()
+
+
+def test_a_dict_input_is_one_dict_argument_of_batched_tensors():
+    report = shapecheck.analyze(Batched(), "{image: 3x16x16, mask: 1x16x16}", batch=3)
+    assert report.ok and report.outputs == ((3, 4, 14, 14),)
+    assert report.layer("conv").input_shapes == ((3, 3, 16, 16),)
+    broken = shapecheck.analyze(Batched(), "{image: 3x16x16, mask: 2x16x16}")
+    assert [(f.code, f.layer) for f in broken.errors] == [("SHP002", "gate")]
+
+
+def test_the_cli_takes_list_and_dict_inputs_and_says_how_to_write_them(tmp_path, capsys):
+    path = tmp_path / "batched.py"
+    path.write_text(textwrap.dedent("""
+        from torch import nn
+
+        class Batched(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv, self.gate = nn.Conv2d(3, 4, 3), nn.Conv2d(1, 4, 3)
+
+            def forward(self, batch):
+                return self.conv(batch["image"]) * self.gate(batch["mask"]).sigmoid()
+    """))
+    assert main([f"{path}:Batched", "--input", "{image: 3x16x16, mask: 1x16x16}"]) == 0
+    assert "input {image: 3x16x16, mask: 1x16x16}, batch 2" in capsys.readouterr().out
+    for bad in ("{image 3x16x16}", "[3x16x16", "[3x16x16] x2", "[]"):
+        assert main([f"{path}:Batched", "--input", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "a dict input is {image: 3x224x224, mask: 1x224x224}" in err, err
+
+
+def test_real_example_tensors_give_only_their_shapes_and_their_batch():
+    """As torchinfo's input_data: tensors, nested in lists and dicts as forward takes them.
+    The trace sees meta tensors of their shapes and dtypes; the leading size is the batch."""
+    seen: list[torch.device] = []
+
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.proj = nn.Embedding(10, 8), nn.Linear(8, 4)
+
+        def forward(self, ids, extras):
+            seen.append(ids.device)
+            return self.proj(self.embed(ids)) + extras["bias"]
+
+    ids = torch.randint(0, 10, (5, 7))
+    extras = {"bias": torch.zeros(5, 7, 4)}
+    report = shapecheck.analyze(Pair(), [ids, extras])
+    assert report.batch == 5 and report.outputs == ((5, 7, 4),) and report.ok
+    assert report.input_text == "7:int64, {bias: 5x7x4}"
+    assert seen == [torch.device("meta")] * len(seen) and seen
+    assert shapecheck.analyze(Pair(), {"ids": ids, "extras": extras}).outputs == ((5, 7, 4),)  # keyword arguments
+    with __import__("pytest").raises(ValueError, match="lead with 5"):
+        shapecheck.analyze(Pair(), [ids, extras], batch=4)

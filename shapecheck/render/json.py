@@ -9,7 +9,7 @@ from typing import Any
 
 from shapecheck.report import Finding, Layer, Location, Report
 from shapecheck.rules.registry import RULES
-from shapecheck.spec import dtype_name
+from shapecheck.spec import InputSpec, dtype_name
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "report.schema.json"
@@ -29,7 +29,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "model": {"name": report.model, "path": report.path},
-        "input": [{"shape": list(s.shape), "dtype": dtype_name(s.dtype), "name": s.name} for s in report.inputs],
+        "input": [_input(spec) for spec in report.inputs],
         "batch": report.batch,
         "device": report.device,
         "outputs": [list(s) for s in report.outputs],
@@ -44,6 +44,12 @@ def to_dict(report: Report) -> dict[str, Any]:
         "findings": [_finding(f) for f in report.findings],
         "notes": list(report.notes),
     }
+
+
+def _input(spec: InputSpec) -> dict[str, Any]:
+    if spec.container != "tensor":
+        return {"container": spec.container, "name": spec.name, "items": [_input(item) for item in spec.items]}
+    return {"shape": list(spec.shape), "dtype": dtype_name(spec.dtype), "name": spec.name, "exact": spec.exact}
 
 
 def _layer(layer: Layer) -> dict[str, Any]:

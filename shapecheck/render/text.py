@@ -69,8 +69,13 @@ def _explain(report: Report) -> list[str]:
 
 def _header(report: Report) -> str:
     origin = f" ({report.path})" if report.path else ""
-    return (f"{report.model}{origin}: input {report.input_text}, batch {report.batch}, "
-            f"traced on {report.device}")
+    batch = f", batch {report.batch}" if _batched(report) else ""
+    return f"{report.model}{origin}: input {report.input_text}{batch}, traced on {report.device}"
+
+
+def _batched(report: Report) -> bool:
+    """Some input has the batch in front. A list of images (a detector's) is its own batch."""
+    return any(spec.follows_batch for spec in report.inputs)
 
 
 _CELL = 60  # characters: a row with many outputs (an RNN's states, a detector's heads) is cut here
@@ -151,11 +156,12 @@ def _totals(report: Report) -> list[str]:
     t = report.totals
     dtype = dtype_name(report.inputs[0].dtype) if report.inputs else "float32"
     per_sample = t.macs // report.batch if report.batch else t.macs
+    batch = f" for batch {report.batch}" if _batched(report) else ""
     return [
         f"Params: {t.params:,} (trainable {t.trainable_params:,}, non-trainable "
         f"{t.non_trainable_params:,}); buffers: {t.buffers:,}",
-        f"MACs: {count(t.macs)} for batch {report.batch} ({count(per_sample)} per sample); "
-        f"FLOPs: {count(t.flops)} (2 x MACs)",
+        f"MACs: {count(t.macs)}{batch}" + (f" ({count(per_sample)} per sample)" if batch else "")
+        + f"; FLOPs: {count(t.flops)} (2 x MACs)",
         f"Parameter memory: {size(t.param_bytes)} (+{size(t.buffer_bytes)} buffers); "
-        f"activation memory: {size(t.activation_bytes)} for batch {report.batch}, {dtype}",
+        f"activation memory: {size(t.activation_bytes)}{batch}, {dtype}",
     ]
