@@ -179,7 +179,8 @@ def _findings(ctx: Context) -> list[Finding]:
 def _submodules(walked: Walk) -> tuple[Submodule, ...]:
     firsts: dict[int, tuple[str, nn.Module]] = {}  # model.named_modules(): each module once
     for name, module in walked.tree:
-        firsts.setdefault(id(module), (name, module))
+        if not torchapi.is_compiled(module):  # the wrapper is never called in the trace; what it wraps is
+            firsts.setdefault(id(module), (name, module))
     modules = dict(walked.tree)
     return tuple(Submodule(name, type(module).__name__, walked.params[id(module)], _referenced(modules, name))
                  for name, module in firsts.values())

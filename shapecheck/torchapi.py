@@ -51,11 +51,22 @@ class DispatchMode(TorchDispatchMode):
         return False
 
 
+def is_compiled(module: nn.Module) -> bool:
+    """A ``torch.compile`` wrapper (torch._dynamo's OptimizedModule)."""
+    return type(module).__name__ == "OptimizedModule" and isinstance(getattr(module, "_orig_mod", None), nn.Module)
+
+
 def uncompiled(model: nn.Module) -> nn.Module:
-    """The module a ``torch.compile`` wrapper (torch._dynamo's OptimizedModule) holds: a trace
-    of the wrapper would compile the model first (tens of seconds) to learn the same shapes."""
-    inner = getattr(model, "_orig_mod", None)
-    return inner if isinstance(inner, nn.Module) and type(model).__name__ == "OptimizedModule" else model
+    """The module a ``torch.compile`` wrapper holds: a trace of the wrapper would compile the
+    model first (seconds per input shape, with dynamo's warnings about meta tensors printed
+    to the user's log) to learn the same shapes the module gives eagerly."""
+    return model._orig_mod if is_compiled(model) else model  # type: ignore[return-value]
+
+
+def shown_name(name: str) -> str:
+    """A module's name as its author wrote it: ``blocks.1`` for ``blocks.1._orig_mod``, the
+    module a compiled submodule wraps."""
+    return ".".join(part for part in name.split(".") if part != "_orig_mod")
 
 
 def global_module_hooks() -> bool:

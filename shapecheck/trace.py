@@ -109,6 +109,8 @@ class Tracer:
 
     # -- module calls -------------------------------------------------------------------
     def module_call(self, call: Any, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        if torchapi.is_compiled(module):  # a torch.compile'd submodule: what it wraps runs eagerly
+            return torchapi.uncompiled(module)(*args, **kwargs)
         name = self.names.get(id(module))
         if name is None or self.suspended:
             return call(module, *args, **kwargs)
@@ -271,9 +273,11 @@ def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode 
 def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
          device: Literal["meta", "cpu"], walked: Walk, origin: Location | None) -> TraceResult:
     tree = walked.tree
-    names: dict[int, str] = {}
+    names: dict[int, str] = {}  # as rows show them
+    real: dict[int, str] = {}  # as the rules know them
     for name, module in tree:
-        names.setdefault(id(module), name)
+        real.setdefault(id(module), name)
+        names.setdefault(id(module), torchapi.shown_name(name))
     tracer = Tracer(names, walked.params, memo.shared() if device == "meta" else None)
     weights = stand_ins(model, device, tree)
     own = {id(p) for _, m in tree for p in m._parameters.values() if p is not None}
@@ -290,10 +294,10 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
         out = None
     while tracer.stack:  # rows left open by an aborted forward
         tracer.close(tracer.stack[-1], None, failed=True)
-    modules = dict(tree)
+    modules = {torchapi.shown_name(name): m for name, m in tree if not torchapi.is_compiled(m)}
     layers = tuple(freeze(i, row, model, modules, origin) for i, row in enumerate(tracer.rows))
     outputs = tuple(tuple(t.shape) for t in _tensors(out))
-    fetched = frozenset(names[key] for key in tracer.fetched if key in names)
+    fetched = frozenset(real[key] for key in tracer.fetched if key in real)
     return TraceResult(layers, tuple(tracer.failures), outputs, device, touched_names(weights, tracer.touched), fetched,
                        output_names(out))
 

@@ -268,3 +268,72 @@ def test_real_example_tensors_give_only_their_shapes_and_their_batch():
     assert shapecheck.analyze(Pair(), {"ids": ids, "extras": extras}).outputs == ((5, 7, 4),)  # keyword arguments
     with __import__("pytest").raises(ValueError, match="lead with 5"):
         shapecheck.analyze(Pair(), [ids, extras], batch=4)
+
+
+class CompiledBlock(nn.Module):
+    BLOCK_LINE = sys._getframe().f_lineno + 5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3)
+        self.block = torch.compile(nn.Conv2d(8, 4, 3), backend="eager")
+        self.fc = nn.Linear(4 * 28 * 28, 2)
+
+    def forward(self, x):
+        return self.fc(self.block(self.stem(x)).flatten(1))
+
+
+def test_a_compiled_submodule_is_traced_as_the_module_it_wraps_without_dynamo():
+    """A ``torch.compile``'d block inside an eager model: its row is the Conv2d it wraps, under
+    the author's name (no ``_orig_mod``), located at the author's line; dynamo never runs on
+    the meta tensors, so nothing of its reaches the user's log."""
+    import logging
+    import warnings
+
+    model = CompiledBlock()
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append  # type: ignore[method-assign]
+    logging.getLogger("torch").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = shapecheck.analyze(model, "3x32x32")
+    finally:
+        logging.getLogger("torch").removeHandler(handler)
+    assert [(layer.name, layer.type) for layer in report.layers if layer.kind == "module"] == [
+        ("CompiledBlock", "CompiledBlock"), ("stem", "Conv2d"), ("block", "Conv2d"), ("fc", "Linear")]
+    assert report.errors == () and not [f for f in report.findings if f.code == "SHP102"]
+    assert report.layer("block").defined_at.line == CompiledBlock.BLOCK_LINE
+    assert caught == [] and logged == []
+
+
+def test_a_compiled_model_in_another_thread_meets_no_graph_break_from_our_hooks():
+    """While an analysis holds nn.Module.__call__ and __getattr__, another thread's compiled
+    model is traced by dynamo through them: it must compile with no graph break."""
+    import threading
+
+    from torch._dynamo.utils import counters
+
+    from shapecheck import patches
+
+    holding, release = threading.Event(), threading.Event()
+
+    def analysis_in_progress() -> None:
+        with patches.module_calls(lambda call, m, a, k: call(m, *a, **k)), patches.module_fetches(lambda m: None):
+            holding.set()
+            release.wait()
+
+    worker = threading.Thread(target=analysis_in_progress)
+    worker.start()
+    holding.wait()
+    try:
+        counters.clear()
+        compiled = torch.compile(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3)), backend="eager")
+        with torch.no_grad():
+            out = compiled(torch.randn(1, 3, 16, 16))
+    finally:
+        release.set()
+        worker.join()
+    assert out.shape == (1, 8, 12, 12)
+    assert dict(counters["graph_break"]) == {} and counters["stats"]["unique_graphs"] == 1
