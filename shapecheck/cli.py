@@ -79,7 +79,10 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
               help="Module mode during the trace; the model's own flags are restored afterwards.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="text (default), json (docs/json-schema.md), github (workflow annotations), "
-                   "sarif (SARIF 2.1.0 for code scanning) or markdown (PR comments).")
+                   "sarif (SARIF 2.1.0 for code scanning), markdown (PR comments) or html (one self-contained "
+                   "page with the shape-flow picture).")
+@click.option("--output-file", default=None, metavar="PATH",
+              help="Write the report to PATH (atomically) instead of standard output, e.g. report.html.")
 @click.option("--depth", default=3, show_default=True, type=click.IntRange(min=0),
               help="Deepest nesting level shown in the table.")
 @click.option("--show-source", is_flag=True, help="Add each row's source line to the table.")
@@ -101,7 +104,8 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
-          mode: str, fmt: str, depth: int, show_source: bool, no_functional: bool, explain: bool, fix_files: bool,
+          mode: str, fmt: str, output_file: str | None, depth: int, show_source: bool, no_functional: bool,
+          explain: bool, fix_files: bool,
           diff: bool,
           select: tuple[str, ...], ignore: tuple[str, ...], max_params: str | None, max_macs: str | None,
           max_activation_memory: str | None, checkpoint: str | None, exit_zero: bool, verbose: bool) -> int:
@@ -114,6 +118,10 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
     from shapecheck.spec import parse_dtype, parse_input
     from shapecheck.target import parse_target
 
+    if output_file is not None:
+        from shapecheck.files import check_writable
+
+        check_writable(output_file)
     chosen = parse_dtype(dtype) if dtype else None
     options = pipeline.Options(
         inputs=tuple(parse_input(text, chosen) for text in inputs), batch=batch,
@@ -125,8 +133,14 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
     if diff:
         return _diff(run())
     report = _fix(run) if fix_files else run()
-    click.echo(formatter(fmt)(report, depth=depth, show_source=show_source, explain=explain,
-                              functions=not no_functional), nl=False)
+    text = formatter(fmt)(report, depth=depth, show_source=show_source, explain=explain,
+                          functions=not no_functional)
+    if output_file is not None:
+        from shapecheck.files import write_atomic
+
+        write_atomic(output_file, text)
+    else:
+        click.echo(text, nl=False)
     return EXIT_FINDINGS if report.errors and not exit_zero else EXIT_CLEAN
 
 
