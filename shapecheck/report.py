@@ -132,10 +132,20 @@ class Report:
     output_names: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        # pytest prints this for `assert report.ok`: the summary, not every layer record.
-        found = ", ".join(f"{f.code} {f.layer or ''}".strip() for f in self.findings)
+        # pytest prints this for `assert report.ok`, and a notebook's plain-text view: the
+        # summary, not every layer record, and a few findings, not RAFT's dozens.
+        shown = 3
+        found = ", ".join(f"{f.code} {f.layer or ''}".strip() for f in self.findings[:shown])
+        if len(self.findings) > shown:
+            found += f", +{len(self.findings) - shown} more"
         return (f"<Report {self.model} input {self.input_text}: {len(self.layers)} layers, "
                 f"{self.totals.params:,} params, {len(self.errors)} error(s)" + (f" [{found}]" if found else "") + ">")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the HTML report's picture, table and findings."""
+        from shapecheck.render.html import fragment
+
+        return fragment(self)
 
     @property
     def errors(self) -> tuple[Finding, ...]:
