@@ -207,7 +207,7 @@
     });
     var levels = arcs.reduce(function (m, a) { return Math.max(m, a.level + 1); }, 0);
     var mid = 14 + levels * 15 + up + (levels ? 14 : 0);
-    var labels = mid + down + 14;
+    var labels = mid + down + 22;  // below the folded blocks' + badges
 
     // Brackets of the open groups, below the labels; then the failing blocks' findings.
     var groups = [];
@@ -286,6 +286,10 @@
         if (nodes[id].r !== null) { g.setAttribute("data-row", nodes[id].r); }
         g.setAttribute("tabindex", "0");
         g.setAttribute("aria-label", blk.label + " " + blk.type);
+      }
+      if (!isInput) {  // the whole column answers the pointer, not only the painted volume
+        el("rect", {"class": "sc-hit", x: blk.x, y: mid - up, width: blk.slot, height: labels + 16 - (mid - up),
+          fill: "transparent"}, g);
       }
       volume(g, blk.left, mid, blk.geo, isInput ? "#e8e8e8" : colour(id));
       if (!isInput && expandable(id)) {
