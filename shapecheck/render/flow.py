@@ -36,10 +36,10 @@ class Node:
 
 
 def tree(layers: Sequence[Layer]) -> list[Node]:
-    """The nodes; node 0 is the root, which the picture always opens."""
+    """The nodes; node 0 is the root, which the picture always opens. None for no rows."""
     nodes: list[Node] = []
     if not layers:
-        return [Node(0, None, 0, 0, open=True)]
+        return nodes
     tops = [layer.index for layer in layers if layer.depth == layers[0].depth]
     if len(tops) == 1:  # the model's own row: its children are the picture
         root = _subtree(layers, 0, nodes)

@@ -140,6 +140,7 @@
   }
 
   function draw() {
+    if (!nodes.length) { canvas.textContent = "No layer was traced."; return; }
     var order = shown(), prefixOf = {}, depthOf = {};
     (function walk(id, prefix, depth) {
       prefixOf[id] = prefix; depthOf[id] = depth;
