@@ -7,6 +7,7 @@ installs it (.ci/run), and without it these tests fail saying how to install it.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,6 +222,23 @@ def test_notebooks_display_the_same_view_and_a_short_text(in_repo, tmp_path, bro
                             "r.querySelectorAll('.sc-block').length)") == [10, 33]
     browser.hover('.shapecheck:first-of-type .sc-block[aria-label="conv1 Conv2d"]')
     assert "= 60" in browser.evaluate(TIP)
+
+
+def test_a_report_shown_twice_by_a_notebook_that_runs_scripts_detached_draws_twice(in_repo, tmp_path, browser):
+    """The classic notebook sets the output's HTML, then evaluates each script on its own,
+    where document.currentScript is null: each copy must still find its own div."""
+    fragment = pipeline_report("examples/quiz_c.py:Net", "3x64x64")._repr_html_()
+    page = tmp_path / "classic.html"
+    page.write_text("<!DOCTYPE html><html><body><div id=out></div></body></html>")
+    browser.open(page)
+    browser.evaluate(f"""(() => {{
+        const out = document.getElementById("out");
+        out.innerHTML = {json.dumps(fragment)} + {json.dumps(fragment)};  // inserted scripts do not run
+        for (const s of out.querySelectorAll("script:not([type])")) (0, eval)(s.textContent);
+    }})()""")
+    assert browser.errors == []
+    assert browser.evaluate("[...document.querySelectorAll('.shapecheck')].map(r => "
+                            "r.querySelectorAll('.sc-block').length)") == [10, 10]
 
 
 def pipeline_report(target: str, size: str) -> shapecheck.Report:

@@ -56,8 +56,11 @@ def fragment(report: Report) -> str:
         _totals(report),
         _findings(report),
         f'<script type="application/json" class="sc-data">{payload}</script>',
+        # The script's own parent; where scripts run detached (the classic notebook), the first
+        # not yet drawn report of this id (the same report can be displayed twice).
         f'<script>{_asset("view.js")}(document.currentScript ? document.currentScript.parentNode '
-        f': document.getElementById("{ident}"));</script>',
+        f': Array.prototype.filter.call(document.querySelectorAll(\'[id="{ident}"]\'), '
+        f'function (e) {{ return !e.getAttribute("data-ready"); }})[0]);</script>',
         "</div>",
     ])
 
