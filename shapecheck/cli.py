@@ -174,11 +174,12 @@ def _diff(report: Any) -> int:
 @click.argument("target")
 @click.option("-i", "--input", "template", required=True,
               help="One sample's shape with letters for the sizes to sweep: 3xHxW (H = W), 3x64xW, 1xL.")
-@click.option("--range", "bounds", default="16..512", show_default=True,
-              help="Sizes to try, LOW..HIGH.")
+@click.option("--range", "bounds", default=None,
+              help="Sizes to answer for, LOW..HIGH.  [default: 1..4096; 16..512 where each size "
+                   "must be traced]")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
-def sizes(target: str, template: str, bounds: str, fmt: str, verbose: bool) -> int:
+def sizes(target: str, template: str, bounds: str | None, fmt: str, verbose: bool) -> int:
     """Which input sizes TARGET accepts, its minimum input, and which sizes lose pixels."""
     from shapecheck.render.sizes import render
     from shapecheck.sizes import Solver, parse_template
@@ -188,10 +189,11 @@ def sizes(target: str, template: str, bounds: str, fmt: str, verbose: bool) -> i
     shape, dtype = parse_template(template)
     if None not in shape:
         raise UsageError(f"--input {template}: mark the sizes to sweep with letters, e.g. 3xHxW")
-    low, high = _bounds(bounds)
+    low, high = _bounds(bounds or "1..4096")
     spec = parse_input(tuple(d or low for d in shape), _dtype_or_none(dtype))
     built = build(parse_target(target), verbose=verbose)
-    result = Solver(built.model, [spec], shape, label=template.partition(":")[0]).sweep(low, high)
+    solver = Solver(built.model, [spec], shape, label=template.partition(":")[0])
+    result = solver.solve(low, high, fallback=None if bounds else (16, 512))
     click.echo(render(result, built.target.name, fmt), nl=False)
     return EXIT_CLEAN if result.accepted else EXIT_FINDINGS
 

@@ -25,7 +25,8 @@ _RECORDED_ATTRS = ("in_features", "out_features", "in_channels", "out_channels",
                    "stride", "padding", "dilation", "groups", "num_features", "ceil_mode",
                    "output_size", "num_embeddings", "embedding_dim", "normalized_shape", "dim",
                    "input_size", "hidden_size", "batch_first", "embed_dim", "kdim", "vdim",
-                   "num_heads", "num_channels", "output_padding", "scale_factor", "size", "mode")
+                   "num_heads", "num_channels", "output_padding", "scale_factor", "size", "mode",
+                   "start_dim", "end_dim")
 
 
 def module_attrs(module: nn.Module) -> tuple[tuple[str, Any], ...]:

@@ -1,10 +1,12 @@
-"""Which input sizes a model accepts: one bare forward on the meta device per candidate size.
+"""Which input sizes a model accepts.
 
-This is a sweep, not symbolic algebra: every answer was checked by running the model at
-that size. It costs a millisecond or so per size for course-sized models, because no
-rows, FLOPs or sources are recorded; a global forward pre-hook reads what the rules need
-(the pixels each window drops) and is removed afterwards. Questions about one Linear's
-input width use the full trace instead, which recovers from failures.
+The answer comes from the size algebra (``shapecheck.algebra``): one trace, replayed on
+every candidate size at once. ``solve`` then checks it with bare meta forwards at the
+accepted set's edges, on both sides, and at a sample inside, and says so. A model the
+algebra does not cover, or an answer a forward contradicts, falls back to the sweep: one
+bare forward on the meta device per size, with a global forward pre-hook reading the pixels
+each window drops. The rules' questions (which sizes a Linear's width fits, the nearest
+size that runs) read the algebra of the analysis' own trace, at no extra trace.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -21,7 +24,8 @@ from shapecheck import arithmetic, patches
 from shapecheck.spec import InputSpec
 from shapecheck.modelstate import Mode, in_mode, make_input, stand_ins
 from shapecheck.naming import module_attrs
-from shapecheck.trace import NeedsValues, raise_if_needs_values, trace
+from shapecheck.algebra import Evaluation, Unmodelled, evaluate
+from shapecheck.trace import NeedsValues, TraceResult, raise_if_needs_values, trace
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ class Probe:
 
 @dataclass(frozen=True)
 class Sizes:
-    """The answer of a sweep: every size in [low, high] that runs, and the ones that lose pixels."""
+    """Every size in [low, high] that runs, and the ones that lose pixels; ``method`` says how
+    it was found, and ``verified`` the sizes a real forward confirmed."""
 
     template: str
     low: int
@@ -52,6 +57,18 @@ class Sizes:
     accepted: tuple[int, ...]
     lossy: dict[int, tuple[Drop, ...]]
     device: str
+    method: str = "sweep"
+    verified: tuple[int, ...] = ()
+    why_sweep: str | None = None  # what the algebra could not follow
+
+    @property
+    def period(self) -> tuple[int, int] | None:
+        """(start, step) when the accepted sizes are every step-th size from start to the top."""
+        got = self.accepted
+        if len(got) < 3 or got[1] - got[0] < 2:
+            return None
+        step = got[1] - got[0]
+        return (got[0], step) if got == tuple(range(got[0], self.high + 1, step)) else None
 
     @property
     def minimum(self) -> int | None:
@@ -70,7 +87,10 @@ class Solver:
     """Probe one model at many sizes. The free dimensions of ``template`` (None) take each size."""
 
     def __init__(self, model: nn.Module, inputs: Sequence[InputSpec], template: tuple[int | None, ...] | None = None,
-                 mode: Mode = "eval", label: str | None = None) -> None:
+                 mode: Mode = "eval", label: str | None = None, traced: TraceResult | None = None,
+                 batch: int = 1) -> None:
+        """``traced`` is a trace of ``inputs`` at ``batch`` already at hand (the analysis'):
+        the algebra reads it instead of tracing again."""
         self.model, self.inputs, self.mode, self.label = model, tuple(inputs), mode, label
         first = self.inputs[0].shape
         self.template = template or (first[0], *(None for _ in first[1:]))
@@ -79,6 +99,124 @@ class Solver:
         self._cache: dict[int, Probe] = {}
         self._traced: dict[int, dict[str, int]] = {}
         self._module_names: dict[int, str] | None = None
+        self._given = (traced, batch) if traced is not None else None
+        self._algebra: tuple[TraceResult, int, int] | None = None  # the trace, its batch and size
+        self._evaluations: dict[tuple[int, int], Evaluation] = {}
+        self.unmodelled: str | None = None
+
+    # -- the algebra ----------------------------------------------------------------------
+    def evaluation(self, low: int, high: int) -> Evaluation | None:
+        """The algebra's verdict on every size in [low, high], or None (``unmodelled`` says why)."""
+        for (a, b), found in self._evaluations.items():
+            if a <= low and high <= b:
+                return found
+        if self.unmodelled is not None:
+            return None
+        try:
+            result, batch, size = self._algebra_trace()
+            found = evaluate(result.layers, [d is None for d in self.template], batch,
+                             range(min(low, 1), max(high, 4096) + 1), size)
+        except Unmodelled as exc:
+            self.unmodelled = str(exc)
+            return None
+        self._evaluations[(min(low, 1), max(high, 4096))] = found
+        return found
+
+    def _algebra_trace(self) -> tuple[TraceResult, int, int]:
+        if self._algebra is None:
+            given = self._given
+            size = self._square(given[0]) if given is not None else None
+            if given is not None and size is not None:
+                self._algebra = (given[0], given[1], size)
+            else:
+                self._algebra = self._own_trace()
+        result = self._algebra[0]
+        if result.device != "meta" or not result.outputs or any(not f.recovered for f in result.failures):
+            raise Unmodelled("the trace at one size " + (
+                "read tensor values" if result.device != "meta" else "did not run to the end"))
+        if any(f.kind == "code" for f in result.failures):
+            raise Unmodelled("the forward raised an error of its own code")
+        return self._algebra
+
+    def _square(self, result: TraceResult) -> int | None:
+        """The size the free dimensions had in ``result``, when they all had one."""
+        first = result.layers[0].input_shapes[0] if result.layers and result.layers[0].input_shapes else ()
+        free = {d for d, t in zip(first[1:], self.template) if t is None}
+        fixed = all(t is None or d == t for d, t in zip(first[1:], self.template))
+        return free.pop() if len(free) == 1 and fixed and len(first) == len(self.template) + 1 else None
+
+    def _own_trace(self) -> tuple[TraceResult, int, int]:
+        """One trace at a size the model likely takes; a size where it stops tells nothing."""
+        result = None
+        for size in (224, 64, 512, 32, 1024, 2048):
+            result = trace(self.model, self._specs(size), 1, self.mode)
+            if result.outputs and all(f.recovered for f in result.failures):
+                break
+        return result, 1, size  # type: ignore[return-value]
+
+    def _specs(self, size: int) -> tuple[InputSpec, ...]:
+        first = InputSpec(self.shape(size), self.inputs[0].dtype, self.inputs[0].name)
+        return (first, *self.inputs[1:])
+
+    def solve(self, low: int, high: int, fallback: tuple[int, int] | None = None) -> Sizes:
+        """The algebra's answer, checked by real forwards; the sweep where it cannot serve.
+        ``fallback`` is the range the sweep covers instead (a sweep of 1..4096 is slow)."""
+        found = self.evaluation(low, high)
+        if found is not None:
+            answer = self._from_algebra(found, low, high)
+            contradicted = self._contradiction(answer)
+            if contradicted is None:
+                return answer
+            self.unmodelled = contradicted
+        low, high = fallback or (low, high)
+        return replace(self.sweep(low, high), why_sweep=self.unmodelled)
+
+    def _from_algebra(self, found: Evaluation, low: int, high: int) -> Sizes:
+        inside = (found.sizes >= low) & (found.sizes <= high)
+        accepted = tuple(int(s) for s in found.sizes[inside & found.ok])
+        lossy: dict[int, list[Drop]] = {}
+        for drop in found.drops:
+            columns = [np.broadcast_to(d, found.sizes.shape) for d in (*drop.inputs, *drop.outputs, *drop.pixels)]
+            rank = len(drop.pixels)
+            for i in np.flatnonzero(inside & found.ok & (sum(np.asarray(c) for c in columns[2 * rank:]) > 0)):
+                values = [int(c[i]) for c in columns]
+                lossy.setdefault(int(found.sizes[i]), []).append(
+                    Drop(drop.layer, tuple(values[:rank]), tuple(values[rank:2 * rank]), tuple(values[2 * rank:])))
+        return Sizes(self.template_text, low, high, accepted, {k: tuple(v) for k, v in sorted(lossy.items())},
+                     "meta", method="algebra", verified=self._checkpoints(accepted, low, high))
+
+    def _checkpoints(self, accepted: tuple[int, ...], low: int, high: int, edges: int = 4, sample: int = 4) -> tuple[int, ...]:
+        """Where a real forward checks the algebra: each edge of the accepted set, on both
+        sides (the first and last few runs of it), and a few sizes inside and outside."""
+        runs: list[tuple[int, int]] = []
+        for size in accepted:
+            if runs and size == runs[-1][1] + 1:
+                runs[-1] = (runs[-1][0], size)
+            else:
+                runs.append((size, size))
+        picked = {low, high}
+        for a, b in runs[:edges] + runs[-edges:]:
+            picked.update({a - 1, a, b, b + 1})
+        taken = set(accepted)
+        refused = [s for s in range(low, high + 1) if s not in taken][:: max(1, (high - low) // 97)]
+        for pool in (list(accepted), refused):
+            if pool:
+                picked.update(pool[int(i * (len(pool) - 1) / max(1, sample - 1))] for i in range(sample))
+        return tuple(sorted(s for s in picked if low <= s <= high))
+
+    def _contradiction(self, answer: Sizes) -> str | None:
+        taken = set(answer.accepted)
+        for size in answer.verified:
+            probe = self.probe(size)
+            if probe.ok != (size in taken):
+                return (f"a forward at {self.template_at(size)} {'runs' if probe.ok else 'fails'}, "
+                        f"where the algebra says it {'runs' if size in taken else 'fails'}")
+            if probe.ok and {d.layer: d for d in probe.drops} != {d.layer: d for d in answer.lossy.get(size, ())}:
+                return f"the pixels lost at {self.template_at(size)} differ from the algebra's"
+        return None
+
+    def template_at(self, size: int) -> str:
+        return "x".join(str(size) if d is None else str(d) for d in self.template)
 
     def shape(self, size: int) -> tuple[int, ...]:
         return tuple(size if d is None else d for d in self.template)
@@ -92,7 +230,8 @@ class Solver:
         probes = [self.probe(size) for size in range(low, high + 1)]
         accepted = tuple(p.size for p in probes if p.ok)
         lossy = {p.size: p.drops for p in probes if p.ok and p.drops}
-        return Sizes(self.template_text, low, high, accepted, lossy, self.device)
+        return Sizes(self.template_text, low, high, accepted, lossy, self.device, method="sweep",
+                     verified=tuple(range(low, high + 1)))
 
     def fits(self, linear: str, features: int, start: int) -> tuple[int, ...]:
         """Sizes near ``start`` at which ``linear`` receives ``features`` per sample.
@@ -100,6 +239,11 @@ class Solver:
         These probes use the full trace, which recovers from failures, so a hard-coded
         ``view`` before the Linear does not hide the features that would reach it.
         """
+        algebra = self.evaluation(1, 2 * start)
+        if algebra is not None:
+            widths = algebra.features(linear)
+            if widths:
+                return tuple(s for s in range(1, 2 * start + 1) if widths.get(s) == features)
         found: set[int] = set()
         for step in (-1, 1):
             size = start
@@ -124,17 +268,30 @@ class Solver:
 
     def width_varies(self, linear: str, start: int) -> bool:
         """Whether the features ``linear`` receives change with the input size at all."""
+        algebra = self.evaluation(start, 2 * start)
+        features = algebra.features(linear) if algebra is not None else {}
+        if features:
+            return len({features.get(size) for size in (start, 2 * start)} - {None}) > 1
         widths = {self._features(size).get(linear) for size in (start, 2 * start)}
         return len(widths - {None}) > 1
 
     def nearest(self, start: int, reach: int = 64) -> tuple[int | None, int | None]:
         """The closest sizes below and above ``start`` at which the forward runs."""
+        algebra = self.evaluation(max(1, start - reach), start + reach)
+        if algebra is not None:
+            runs = set(algebra.accepted())
+            return (next((s for s in range(start - 1, max(start - reach, 0), -1) if s in runs), None),
+                    next((s for s in range(start + 1, start + reach + 1) if s in runs), None))
         below = next((s for s in range(start - 1, max(start - reach, 0), -1) if self.probe(s).ok), None)
         above = next((s for s in range(start + 1, start + reach + 1) if self.probe(s).ok), None)
         return below, above
 
     def smallest(self, start: int, limit: int = 1024) -> int | None:
         """The smallest size above ``start`` at which the forward runs."""
+        algebra = self.evaluation(start + 1, max(limit, start))
+        if algebra is not None:
+            runs = set(algebra.accepted())
+            return next((s for s in range(start + 1, max(limit, start) + 1) if s in runs), None)
         return next((s for s in range(start + 1, max(limit, start) + 1) if self.probe(s).ok), None)
 
     def _names(self) -> dict[int, str]:
