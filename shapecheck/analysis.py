@@ -78,7 +78,7 @@ def analyze(
                   second=second, submodules=_submodules(walked), touched=result.touched, fetched=result.fetched,
                   output_names=result.output_names,
                   select=select, ignore=ignore,
-                  solver=_solver(model, inputs, mode), locate=partial(_locate, model, origin))
+                  solver=_solver(model, inputs, mode, result, batch), locate=partial(_locate, model, origin))
     totals = _totals(walked.tree, result)
     limits = budget.Budgets(
         parse_count(max_params, "max_params") if max_params is not None else None,
@@ -108,11 +108,13 @@ def _batch(given: int | None, from_tensors: int | None) -> int:
     return given or from_tensors or 2
 
 
-def _solver(model: nn.Module, inputs: tuple[InputSpec, ...], mode: Mode) -> Solver | None:
-    """The sizes solver varies the first input's spatial sizes: a plain batched tensor's."""
+def _solver(model: nn.Module, inputs: tuple[InputSpec, ...], mode: Mode, result: TraceResult,
+            batch: int) -> Solver | None:
+    """The sizes solver varies the first input's spatial sizes: a plain batched tensor's. Its
+    algebra reads this analysis' trace, so the rules' size questions cost no trace."""
     first = inputs[0] if inputs else None
-    return Solver(model, inputs, mode=mode) if first is not None and first.container == "tensor" \
-        and not first.exact else None
+    return Solver(model, inputs, mode=mode, traced=result, batch=batch) \
+        if first is not None and first.container == "tensor" and not first.exact else None
 
 
 def _in_user_files(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:

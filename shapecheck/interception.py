@@ -78,3 +78,13 @@ class FlopMode(torchapi.DispatchMode):
                 self.memo.store(key, out, flops)  # type: ignore[union-attr]
         self.tracer.add_flops(flops)
         return out
+
+
+class FastMetaMode(torchapi.DispatchMode):
+    """Only the fast meta kernels: a bare forward of the sizes solver's checks, where torch's
+    own meta batch_norm (a Python decomposition) costs most of the forward."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        fast = fastmeta.outputs(func, args, kwargs)
+        return fast if fast is not None else func(*args, **kwargs)
