@@ -109,7 +109,7 @@
       }
     }
     var t = rows[r].t;
-    for (var i = 0; i < COLOURS.length; i++) { if (COLOURS[i][0].test(t)) { return COLOURS[i][1]; } }
+    for (var k = 0; k < COLOURS.length; k++) { if (COLOURS[k][0].test(t)) { return COLOURS[k][1]; } }
     return "#bab0ac";
   }
   function shade(hex, by) {
@@ -184,7 +184,7 @@
     var x = 12, up = 0, down = 0;
     blocks.forEach(function (blk, i) {
       var into = i === 0 ? null : straight[blk.id];
-      x += i === 0 ? 0 : (into ? Math.max(34, into.label.length * 6.3 + 14) : 22);
+      x += i === 0 ? 0 : (into ? Math.max(34, into.label.length * 6.3 + 14) : 34);
       var text = Math.min(112, Math.max(cut(blk.label, 18).length, cut(blk.type, 20).length) * 6.2);
       blk.slot = Math.max(blk.geo.w + blk.geo.z, text);
       blk.x = x; blk.left = x + (blk.slot - blk.geo.w - blk.geo.z) / 2;
