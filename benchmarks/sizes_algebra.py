@@ -91,7 +91,7 @@ def compare(name: str, build: Callable[[], nn.Module], shape: str, low: int, hig
             "solve_s": solve_s, "sweep_s": sweep_s, "range": f"{low}..{high}"}
 
 
-def speed(repeats: int = 3) -> list[dict[str, object]]:
+def speed(repeats: int = 7) -> list[dict[str, object]]:
     """``sizes`` over 1..1024 against one analysis, side by side, median of ``repeats``."""
     import torchvision
 

@@ -45,6 +45,27 @@ def initialized(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode:
     return twin
 
 
+def meta_twin(model: nn.Module, mode: Any) -> nn.Module:
+    """A copy of ``model`` with every weight on meta, in ``mode``, for forwards that must not
+    touch the user's model. Each module is copied shallowly, with its own parameter, buffer
+    and child tables: a deep copy of resnet50 costs as much as two forwards of it."""
+    weights = _meta_memo(model)
+    clones: dict[int, nn.Module] = {}
+
+    def clone(module: nn.Module) -> nn.Module:
+        if id(module) not in clones:
+            twin = clones[id(module)] = copy.copy(module)
+            vars(twin)["_parameters"] = {k: None if v is None else weights[id(v)] for k, v in module._parameters.items()}
+            vars(twin)["_buffers"] = {k: None if v is None else weights[id(v)] for k, v in module._buffers.items()}
+            vars(twin)["_modules"] = {k: None if v is None else clone(v) for k, v in module._modules.items()}
+        return clones[id(module)]
+
+    twin = clone(model)
+    if mode != "same":
+        twin.train(mode == "train")
+    return twin
+
+
 def _meta_memo(model: nn.Module) -> dict[int, Any]:
     memo: dict[int, Any] = {}
     for module in model.modules():

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from shapecheck import arithmetic, patches
+from shapecheck import arithmetic, lazy, patches
 from shapecheck.spec import InputSpec
-from shapecheck.modelstate import Mode, in_mode, make_input, stand_ins
+from shapecheck.modelstate import Mode, in_mode, make_arguments, stand_ins
 from shapecheck.naming import module_attrs
 from shapecheck.interception import FastMetaMode
 from shapecheck.algebra import Evaluation, Unmodelled, evaluate
@@ -100,6 +100,8 @@ class Solver:
         self._cache: dict[int, Probe] = {}
         self._traced: dict[int, dict[str, int]] = {}
         self._module_names: dict[int, str] | None = None
+        self._windows: dict[tuple[int, int], tuple[arithmetic.Window, ...] | None] = {}
+        self._twin: nn.Module | None = None  # the model with meta weights, for meta forwards
         self._given = (traced, batch) if traced is not None else None
         self._algebra: tuple[TraceResult, int, int] | None = None  # the trace, its batch and size
         self._evaluations: dict[tuple[int, int], Evaluation] = {}
@@ -116,11 +118,11 @@ class Solver:
         try:
             result, batch, size = self._algebra_trace()
             found = evaluate(result.layers, [d is None for d in self.template], batch,
-                             range(min(low, 1), max(high, 4096) + 1), size)
+                             range(min(low, 1), max(high, 1024) + 1), size)
         except Unmodelled as exc:
             self.unmodelled = str(exc)
             return None
-        self._evaluations[(min(low, 1), max(high, 4096))] = found
+        self._evaluations[(min(low, 1), max(high, 1024))] = found
         return found
 
     def _algebra_trace(self) -> tuple[TraceResult, int, int]:
@@ -150,7 +152,8 @@ class Solver:
         """One trace at a size the model likely takes; a size where it stops tells nothing."""
         result = None
         for size in (224, 64, 512, 32, 1024, 2048):
-            result = trace(self.model, self._specs(size), 1, self.mode)
+            # On the meta twin the checking forwards use after: its weights need no stand-ins.
+            result = trace(self._meta_model(), self._specs(size), 1, self.mode)
             if result.outputs and all(f.recovered for f in result.failures):
                 break
         return result, 1, size  # type: ignore[return-value]
@@ -186,24 +189,25 @@ class Solver:
         return Sizes(self.template_text, low, high, accepted, {k: tuple(v) for k, v in sorted(lossy.items())},
                      "meta", method="algebra", verified=self._checkpoints(accepted, low, high))
 
-    def _checkpoints(self, accepted: tuple[int, ...], low: int, high: int, sample: int = 3) -> tuple[int, ...]:
-        """Where a real forward checks the algebra: the edges of the accepted set on both
-        sides (its first two runs and its last), and a few sizes inside and outside it. Each
-        check is a whole forward: a periodic set's hundreds of edges are sampled, not walked."""
+    def _checkpoints(self, accepted: tuple[int, ...], low: int, high: int) -> tuple[int, ...]:
+        """Where a real forward checks the algebra: both sides of the accepted set's first
+        run and of its last (the top of the range included: a branch on the size may take
+        another path there), and one size inside and one outside it. Each check is a whole
+        forward, so a periodic set's hundreds of edges are sampled rather than walked."""
         runs: list[tuple[int, int]] = []
         for size in accepted:
             if runs and size == runs[-1][1] + 1:
                 runs[-1] = (runs[-1][0], size)
             else:
                 runs.append((size, size))
-        picked = {low, high}
-        for a, b in runs[:2] + runs[-1:]:
-            picked.update({a - 1, a, b, b + 1})
+        if not runs:
+            return (low, (low + high) // 2, high)
+        (a, b), (_, last) = runs[0], runs[-1]
+        picked = {a - 1, a, b, b + 1, last, last + 1}
         taken = set(accepted)
-        refused = [s for s in range(low, high + 1) if s not in taken][:: max(1, (high - low) // 97)]
-        for pool in (list(accepted), refused):
-            if pool:
-                picked.update(pool[int(i * (len(pool) - 1) / max(1, sample - 1))] for i in range(sample))
+        refused = [s for s in range(low, high + 1) if s not in taken and s not in picked]
+        inside = [s for s in accepted if s not in picked]
+        picked.update(pool[len(pool) // 2] for pool in (inside, refused) if pool)
         return tuple(sorted(s for s in picked if low <= s <= high))
 
     def _contradiction(self, answer: Sizes) -> str | None:
@@ -296,10 +300,26 @@ class Solver:
             return next((s for s in range(start + 1, max(limit, start) + 1) if s in runs), None)
         return next((s for s in range(start + 1, max(limit, start) + 1) if self.probe(s).ok), None)
 
+    def _call(self, xs: tuple, named: dict[str, Any]) -> Any:
+        """One forward: on meta, of a meta twin of the model, built once; on CPU, of the model
+        with stand-in weights swapped in for this call."""
+        if self.device == "meta":
+            return self._meta_model()(*xs, **named)
+        if self._weights is None:
+            self._weights = stand_ins(self.model, self.device)
+        with in_mode(self.model, self.mode):
+            return functional_call(self.model, self._weights, xs, named, strict=False, tie_weights=False)
+
+    def _meta_model(self) -> nn.Module:
+        if self._twin is None:
+            self._twin = lazy.meta_twin(self.model, self.mode)
+        return self._twin
+
     def _names(self) -> dict[int, str]:
         # Built on the first probe: most analyses never probe.
         if self._module_names is None:
-            self._module_names = {id(m): n for n, m in self.model.named_modules()}
+            probed = self._meta_model() if self.device == "meta" else self.model
+            self._module_names = {id(m): n for n, m in probed.named_modules()}
         return self._module_names
 
     @property
@@ -314,21 +334,16 @@ class Solver:
         try:
             return self._forward(size)
         except NeedsValues:
-            self.device, self._weights, self._cache = "cpu", None, {}
+            self.device, self._weights, self._cache, self._module_names = "cpu", None, {}, None
             return self._forward(size)
 
     def _forward(self, size: int) -> Probe:
-        if self._weights is None:
-            self._weights = stand_ins(self.model, self.device)
-        first = InputSpec(self.shape(size), self.inputs[0].dtype)
-        specs = (replace(first, name=self.inputs[0].name), *self.inputs[1:])
-        xs = tuple(make_input(spec, 1, self.device) for spec in specs if spec.name is None)
-        named = {spec.name: make_input(spec, 1, self.device) for spec in specs if spec.name is not None}
+        xs, named = make_arguments(self._specs(size), 1, self.device)
         drops: list[Drop] = []
         try:
-            with self._recording(drops), in_mode(self.model, self.mode), torch.no_grad(), \
-                    torch.device(self.device), FastMetaMode() if self.device == "meta" else nullcontext():
-                out = functional_call(self.model, self._weights, xs, named, strict=False, tie_weights=False)
+            with self._recording(drops), torch.no_grad(), torch.device(self.device), \
+                    FastMetaMode() if self.device == "meta" else nullcontext():
+                out = self._call(xs, named)
         except Exception as exc:  # any failure means "this size does not run"
             if self.device == "meta":
                 raise_if_needs_values(exc)
@@ -345,7 +360,13 @@ class Solver:
             x = args[0] if args and isinstance(args[0], torch.Tensor) else None
             if name is None or x is None:
                 return
-            drop = _drop(name, module, tuple(x.shape))
+            shape = tuple(x.shape)
+            key = (id(module), len(shape))
+            if key not in self._windows:  # a module's windows do not change between forwards
+                kind = type(module).__name__
+                self._windows[key] = arithmetic.windows_from(kind, dict(module_attrs(module)),
+                                                             arithmetic.spatial_rank(kind, shape))
+            drop = _drop(name, type(module).__name__, self._windows[key], shape)
             if drop is not None:
                 drops.append(drop)
 
@@ -360,10 +381,7 @@ def _leading(out: Any) -> int | None:
     return out.shape[0] if isinstance(out, torch.Tensor) and out.dim() else None
 
 
-def _drop(name: str, module: nn.Module, shape: tuple[int, ...]) -> Drop | None:
-    kind = type(module).__name__
-    rank = arithmetic.spatial_rank(kind, shape)
-    found = arithmetic.windows_from(kind, dict(module_attrs(module)), rank)
+def _drop(name: str, kind: str, found: tuple[arithmetic.Window, ...] | None, shape: tuple[int, ...]) -> Drop | None:
     if found is None or len(shape) < len(found):
         return None
     spatial = shape[-len(found):]
