@@ -178,11 +178,13 @@ class _Replay:
                              f"{[list(s) for s in layer.output_shapes]}")
 
     def _keeps_batch(self) -> None:
-        """One sample in, one row out: a size at which the batch folds is not accepted."""
+        """One sample in, one row out: a size at which the batch folds is not accepted (the
+        first output's leading size, as the sweep reads it)."""
         root = self.layers[0]
         for shape in root.output_shapes[:1]:
-            if shape and shape[0] == self.batch:
+            if shape:
                 out = self._output_of(0, shape) if root.kind == "module" and not root.is_leaf else self.outs[0][0]
+                self.index = 0
                 self.require(np.equal(out[0], self.batch))
 
     def require(self, valid: Any) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from shapecheck import arithmetic
 from shapecheck.report import Layer, Report
+from shapecheck.receptive import WHOLE, Field, receptive_fields
 from shapecheck.rules.context import is_flatten
 
 FORMULA = "out = floor((in + 2*p - d*(k-1) - 1) / s) + 1"
@@ -21,40 +22,32 @@ class Step:
     layer: str
     text: str
     receptive_field: int | None  # None once a flatten mixes every pixel
-    stride: int | None
+    stride: float | None  # fractional after an upsampling
 
 
 def steps(report: Report) -> tuple[Step, ...]:
-    fields: dict[int, tuple[int | None, int | None]] = {}
+    fields = receptive_fields(report.layers)
     out: list[Step] = []
     for layer in report.layers:
-        if not layer.is_leaf:
-            continue
-        rf, jump = _field(layer, fields)
-        fields[layer.index] = (rf, jump)
-        text = _text(layer)
+        text = arithmetic_line(layer) if layer.is_leaf else None
         if text is not None:
+            rf, jump = _first_dimension(fields.get(layer.index))
             out.append(Step(layer.name, text, rf, jump))
     return tuple(out)
 
 
-def _field(layer: Layer, fields: dict[int, tuple[int | None, int | None]]) -> tuple[int | None, int | None]:
-    known = [fields[i] for i in layer.input_sources if i is not None and i in fields]
-    rf, jump = max(known, key=lambda f: f[0] or math.inf) if known else (1, 1)
-    if rf is None or jump is None or is_flatten(layer) or layer.attr("in_features") is not None:
+def _first_dimension(field: Field | None) -> tuple[int | None, float | None]:
+    """The field along the first spatial dimension; (None, None) once it is the whole input."""
+    if field is None or field is WHOLE:
         return None, None
-    found = arithmetic.windows(layer)
-    if found is not None and found[0].transposed:  # each output pixel reads fewer input pixels
-        return rf, max(1, jump // found[0].stride) if jump % found[0].stride == 0 else jump
-    if found is not None:
-        return rf + (found[0].span - 1) * jump, jump * found[0].stride
-    if layer.type.startswith("Adaptive") and layer.input_shapes and layer.output_shapes:
-        n, m = layer.input_shapes[0][-1], layer.output_shapes[0][-1]
-        return rf + (math.ceil(n / m) - 1) * jump, jump * (n // m if m else 1)
-    return rf, jump
+    if not field.size:
+        return 1, 1
+    jump = field.jump[0]
+    return field.size[0], int(jump) if float(jump).is_integer() else jump
 
 
-def _text(layer: Layer) -> str | None:
+def arithmetic_line(layer: Layer) -> str | None:
+    """The row's line of ``--explain``: ``conv1 Conv2d(k=5, s=1, p=0): 64 -> ... = 60``."""
     mark = "  <- fails here" if layer.failed else ""
     found = arithmetic.windows(layer)
     if found is not None and layer.input_shapes:

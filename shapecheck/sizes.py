@@ -116,7 +116,7 @@ class Solver:
         if self.unmodelled is not None:
             return None
         try:
-            result, batch, size = self._algebra_trace()
+            result, batch, size = self._algebra_trace(low, high)
             found = evaluate(result.layers, [d is None for d in self.template], batch,
                              range(min(low, 1), max(high, 1024) + 1), size)
         except Unmodelled as exc:
@@ -125,14 +125,14 @@ class Solver:
         self._evaluations[(min(low, 1), max(high, 1024))] = found
         return found
 
-    def _algebra_trace(self) -> tuple[TraceResult, int, int]:
+    def _algebra_trace(self, low: int, high: int) -> tuple[TraceResult, int, int]:
         if self._algebra is None:
             given = self._given
             size = self._square(given[0]) if given is not None else None
             if given is not None and size is not None:
                 self._algebra = (given[0], given[1], size)
             else:
-                self._algebra = self._own_trace()
+                self._algebra = self._own_trace(low, high)
         result = self._algebra[0]
         if result.device != "meta" or not result.outputs or any(not f.recovered for f in result.failures):
             raise Unmodelled("the trace at one size " + (
@@ -148,10 +148,12 @@ class Solver:
         fixed = all(t is None or d == t for d, t in zip(first[1:], self.template))
         return free.pop() if len(free) == 1 and fixed and len(first) == len(self.template) + 1 else None
 
-    def _own_trace(self) -> tuple[TraceResult, int, int]:
-        """One trace at a size the model likely takes; a size where it stops tells nothing."""
+    def _own_trace(self, low: int, high: int) -> tuple[TraceResult, int, int]:
+        """One trace at a size the model likely takes; a size where it stops tells nothing.
+        At most three tries, none above 224: a recurrent net runs a Python loop per step."""
         result = None
-        for size in (224, 64, 512, 32, 1024, 2048):
+        likely = [s for s in (224, 64, 32, 128, 16) if low <= s <= high] or [min(max(low, 64), high)]
+        for size in likely[:3]:
             # On the meta twin the checking forwards use after: its weights need no stand-ins.
             result = trace(self._meta_model(), self._specs(size), 1, self.mode)
             if result.outputs and all(f.recovered for f in result.failures):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapecheck.explain import _text as arithmetic  # the one row's line of --explain; steps() keys by name
+from shapecheck.explain import arithmetic_line as arithmetic
 from shapecheck.receptive import describe, receptive_fields
 from shapecheck.report import Finding, Layer, Report
 
