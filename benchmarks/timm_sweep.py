@@ -26,45 +26,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
 import re
 import statistics
-import subprocess
 import sys
 import time
-import traceback
 from collections import Counter, defaultdict
+from multiprocessing.connection import Connection
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # isolated.py, also under python -m
+
+from isolated import (ROOT, Pool1, analyze_into, cell, first_line, flat_shapes, load, measured_at,  # noqa: E402
+                      prepare_worker, run_all, serve, tail)
+
 DEFAULT_RESULTS = Path("/tmp/timm_sweep.jsonl")
 
 
 # ---------------------------------------------------------------- worker (child process)
 
-def _flat_shapes(out: object) -> list[tuple[int, ...]]:
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return [tuple(out.shape)]
-    if isinstance(out, list | tuple):
-        return [s for item in out for s in _flat_shapes(item)]
-    if isinstance(out, dict):
-        return [s for item in out.values() for s in _flat_shapes(item)]
-    return []
-
-
-def _tail(exc: BaseException) -> str:
-    lines = traceback.format_exception(exc)
-    return "".join(lines)[-3000:]
-
-
 def measure(name: str) -> dict:
     import timm
     import torch
-
-    import shapecheck
 
     row: dict = {"model": name}
     try:
@@ -78,27 +60,16 @@ def measure(name: str) -> dict:
         with torch.no_grad():
             bare = model(torch.empty(1, *shape, device="meta"))
         row["forward_s"] = time.perf_counter() - start
-        row["bare_outputs"] = [list(s) for s in _flat_shapes(bare)]
+        row["bare_outputs"] = [list(s) for s in flat_shapes(bare)]
         del bare
     except Exception as exc:  # noqa: BLE001 - recorded, not shapecheck's fault
         row["status"] = "bare fails"
-        row["reason"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        row["traceback"] = _tail(exc)
+        row["reason"] = first_line(exc)[:300]
+        row["traceback"] = tail(exc, 3000)
         return row
-    try:
-        start = time.perf_counter()
-        report = shapecheck.analyze(model, row["input"], batch=1)
-        row["analyze_s"] = time.perf_counter() - start
-    except Exception as exc:  # noqa: BLE001
-        row["analyze_s"] = time.perf_counter() - start
-        row["status"] = "crash"
-        row["reason"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        row["traceback"] = _tail(exc)
+    report = analyze_into(row, model, row["input"], 3000)
+    if report is None:
         return row
-    row["device"] = report.device
-    row["outputs"] = [list(s) for s in report.outputs]
-    row["findings"] = [{"code": f.code, "severity": f.severity, "layer": f.layer, "message": f.message[:500]}
-                       for f in report.findings]
     errors = [f for f in report.findings if f.severity == "error"]
     shp102 = [f for f in report.findings if f.code == "SHP102"]
     if errors:
@@ -115,29 +86,18 @@ def measure(name: str) -> dict:
     return row
 
 
-def worker(conn) -> None:  # type: ignore[no-untyped-def]
-    import warnings
+def answer(item: dict) -> dict:
+    """The worker's row for one name: measured, or "harness error" if measuring itself failed."""
+    name = item["model"]
+    try:
+        return measure(name)
+    except BaseException as exc:  # noqa: BLE001 - the worker must answer
+        return {"model": name, "status": "harness error", "reason": repr(exc)[:300]}
 
-    import torch
 
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    import timm  # noqa: F401 - imported once, before any timing
-
-    import shapecheck
-
-    # One-time costs (rule imports, the first trace) fall on a tiny model, not on the first timm one.
-    shapecheck.analyze(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)),
-                       "3x8x8", batch=1)
-    while True:
-        name = conn.recv()
-        if name is None:
-            return
-        try:
-            row = measure(name)
-        except BaseException as exc:  # noqa: BLE001 - the worker must answer
-            row = {"model": name, "status": "harness error", "reason": repr(exc)[:300]}
-        conn.send(row)
+def worker(conn: Connection) -> None:
+    prepare_worker("timm")  # timm imported once, before any timing
+    serve(conn, answer)
 
 
 def verify_unused(name: str, layers: list[str]) -> dict:
@@ -206,115 +166,15 @@ def shp102_verdict(check: dict | None) -> str:
 
 # ---------------------------------------------------------------- parent
 
-def _rss_gb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return 0.0
-
-
-class Pool1:
-    def __init__(self) -> None:
-        self.ctx = mp.get_context("spawn")
-        self.proc = None
-        self.conn = None
-
-    def start(self) -> None:
-        parent, child = self.ctx.Pipe()
-        self.proc = self.ctx.Process(target=worker, args=(child,), daemon=True)
-        self.proc.start()
-        self.conn = parent
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.join()
-        self.proc = self.conn = None
-
-    def run(self, name: str, timeout: float, max_rss_gb: float) -> dict:
-        if self.proc is None or not self.proc.is_alive():
-            self.start()
-        self.conn.send(name)
-        start = time.monotonic()
-        while True:
-            if self.conn.poll(0.5):
-                try:
-                    return self.conn.recv()
-                except EOFError:
-                    break
-            if not self.proc.is_alive():
-                break
-            if time.monotonic() - start > timeout:
-                self.kill()
-                return {"model": name, "status": "timeout", "reason": f"no result within {timeout:.0f} s"}
-            rss = _rss_gb(self.proc.pid)
-            if rss > max_rss_gb:
-                self.kill()
-                return {"model": name, "status": "memory", "reason": f"worker passed {max_rss_gb:g} GB RSS"}
-        code = self.proc.exitcode if self.proc is not None else None
-        self.kill()
-        return {"model": name, "status": "worker died", "reason": f"worker exit code {code}"}
-
-
-def load(path: Path) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["model"]] = row
-    return rows
-
-
 def sweep(names: list[str], path: Path, timeout: float, max_rss_gb: float) -> None:
-    done = load(path)
-    todo = [n for n in names if n not in done]
-    print(f"{len(names)} selected, {len(names) - len(todo)} already measured, {len(todo)} to run", flush=True)
-    pool = Pool1()
-    try:
-        with path.open("a") as out:
-            for i, name in enumerate(todo, 1):
-                start = time.perf_counter()
-                row = pool.run(name, timeout, max_rss_gb)
-                row["wall_s"] = time.perf_counter() - start
-                out.write(json.dumps(row) + "\n")
-                out.flush()
-                print(f"[{i}/{len(todo)}] {name}: {row['status']} {row.get('reason', '')[:120]} "
-                      f"({row['wall_s']:.1f}s)", flush=True)
-    finally:
-        if pool.proc is not None:
-            pool.conn.send(None)
-            pool.proc.join(10)
-            pool.kill()
+    run_all(Pool1(worker, lambda name: {"model": name}), names, load(path), path, timeout, max_rss_gb,
+            label=str, reason_width=120)
 
 
 # ---------------------------------------------------------------- the document
 
-def measured_at() -> str:
-    """Which shapecheck ran: a snapshot made with ``git archive`` (a COMMIT file beside the
-    package, put first on PYTHONPATH) or this checkout's HEAD, flagged when shapecheck/ has
-    uncommitted edits."""
-    import shapecheck
-
-    base = Path(shapecheck.__file__).resolve().parent.parent
-    if (base / "COMMIT").exists():
-        return f"commit `{(base / 'COMMIT').read_text().strip()}` (a `git archive` snapshot of shapecheck/)"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "shapecheck"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return f"commit `{commit}`" + (" plus uncommitted edits in shapecheck/" if dirty else "")
-
-
 def family(name: str) -> str:
     return re.split(r"[_\d]", name, maxsplit=1)[0] or name
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def write_doc(rows: dict[str, dict], total: int, doc: Path, note: str | None,
@@ -427,7 +287,7 @@ def write_doc(rows: dict[str, dict], total: int, doc: Path, note: str | None,
     order = {s: i for i, s in enumerate((*shapecheck_fail, *harness, "bare fails"))}
     failed = sorted((r for r in rows.values() if r["status"] != "pass"),
                     key=lambda r: (order.get(r["status"], 99), r["model"]))
-    lines += [f"| {r['model']} | {r.get('input', '')} | {r['status']} | {_cell(r.get('reason', ''))[:220]}"
+    lines += [f"| {r['model']} | {r.get('input', '')} | {r['status']} | {cell(r.get('reason', ''))[:220]}"
               + (f" — **SHP102 {verdicts[r['model']]}**" if r["model"] in verdicts else "") + " |"
               for r in failed] or ["| (none) | | | |"]
     lines += ["", "## Per family", "",

@@ -31,17 +31,18 @@ cap); results go to a JSON lines file (default /tmp/zoo_results.jsonl) as they f
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
-import subprocess
 import sys
 import time
-import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # isolated.py, also under python -m
+
+from isolated import (ROOT, Pool1, analyze_into, cell, first_line, flat_shapes, load, measured_at,  # noqa: E402
+                      prepare_worker, run_all, serve, tail)
+
 DEFAULT_RESULTS = Path("/tmp/zoo_results.jsonl")
 FAMILIES = ("classification", "segmentation", "detection", "video", "optical_flow")
 META_TRUTH: set[str] = set()  # models whose real CPU forward is too slow or too big here: none so far
@@ -109,22 +110,6 @@ def _input(spec: str, seed: int, device: str = "cpu"):  # type: ignore[no-untype
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _tail(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))[-4000:]
-
-
-def _flat(out: object) -> list[tuple[int, ...]]:
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return [tuple(out.shape)]
-    if isinstance(out, list | tuple):
-        return [s for item in out for s in _flat(item)]
-    if isinstance(out, dict):
-        return [s for item in out.values() for s in _flat(item)]
-    return []
-
-
 def _diff(traced: dict, real: dict, keys: list[str]) -> str:
     for key in keys:
         if traced.get(key) != real.get(key):
@@ -135,7 +120,6 @@ def _diff(traced: dict, real: dict, keys: list[str]) -> str:
 def measure(case: Case) -> dict:
     import torch
 
-    import shapecheck
     from shapecheck.verify import real_module_shapes, traced_module_shapes, unique_params
 
     row: dict = {**asdict(case), "truth": "meta forward" if case.model in META_TRUTH else "real CPU forward"}
@@ -149,10 +133,10 @@ def measure(case: Case) -> dict:
         with torch.no_grad():
             meta_out = meta_model(*[_input(s, 0, "meta") for s in case.inputs])
         row["meta_forward_s"] = time.perf_counter() - start
-        row["meta_outputs"] = [list(s) for s in _flat(meta_out)]
+        row["meta_outputs"] = [list(s) for s in flat_shapes(meta_out)]
         del meta_out
     except Exception as exc:  # noqa: BLE001 - detection reads values: no bare meta forward
-        row["meta_forward_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+        row["meta_forward_error"] = first_line(exc)[:200]
         meta_model = None
     if case.model in META_TRUTH:
         model = meta_model if meta_model is not None else None
@@ -168,20 +152,9 @@ def measure(case: Case) -> dict:
     device = "meta" if case.model in META_TRUTH else "cpu"
     xs = [_input(s, 0, device) for s in case.inputs]
 
-    try:
-        start = time.perf_counter()
-        report = shapecheck.analyze(model, case.inputs if len(case.inputs) > 1 else case.inputs[0], batch=1)
-        row["analyze_s"] = time.perf_counter() - start
-    except Exception as exc:  # noqa: BLE001
-        row["analyze_s"] = time.perf_counter() - start
-        row["status"] = "crash"
-        row["reason"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        row["traceback"] = _tail(exc)
+    report = analyze_into(row, model, case.inputs if len(case.inputs) > 1 else case.inputs[0], 4000)
+    if report is None:
         return row
-    row["device"] = report.device
-    row["outputs"] = [list(s) for s in report.outputs]
-    row["findings"] = [{"code": f.code, "severity": f.severity, "layer": f.layer, "message": f.message[:500]}
-                       for f in report.findings]
 
     start = time.perf_counter()
     with torch.no_grad():
@@ -223,113 +196,22 @@ def measure(case: Case) -> dict:
     return row
 
 
-def worker(conn) -> None:  # type: ignore[no-untyped-def]
-    import warnings
+def answer(item: dict) -> dict:
+    """The worker's row for one case: measured, or "harness error" if measuring itself failed."""
+    case = Case(**item)
+    try:
+        return measure(case)
+    except BaseException as exc:  # noqa: BLE001 - the worker must answer
+        return {**asdict(case), "status": "harness error", "reason": f"{type(exc).__name__}: {exc}"[:300],
+                "traceback": tail(exc, 4000)}
 
-    import torch
 
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    import torchvision  # noqa: F401
-
-    import shapecheck
-
-    shapecheck.analyze(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)),
-                       "3x8x8", batch=1)  # one-time costs fall here
-    while True:
-        item = conn.recv()
-        if item is None:
-            return
-        case = Case(**item)
-        try:
-            row = measure(case)
-        except BaseException as exc:  # noqa: BLE001 - the worker must answer
-            row = {**asdict(case), "status": "harness error", "reason": f"{type(exc).__name__}: {exc}"[:300],
-                   "traceback": _tail(exc)}
-        conn.send(row)
+def worker(conn: Connection) -> None:
+    prepare_worker("torchvision")
+    serve(conn, answer)
 
 
 # ---------------------------------------------------------------- parent
-
-def _rss_gb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return 0.0
-
-
-class Pool1:
-    """One worker process, fed one model at a time, replaced when it hangs, dies or grows too big."""
-
-    def __init__(self) -> None:
-        self.ctx = mp.get_context("spawn")
-        self.proc = self.conn = None
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.join()
-        self.proc = self.conn = None
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            self.conn.send(None)
-            self.proc.join(10)
-        self.kill()
-
-    def run(self, case: Case, timeout: float, max_rss_gb: float) -> dict:
-        if self.proc is None or not self.proc.is_alive():
-            self.conn, child = self.ctx.Pipe()
-            self.proc = self.ctx.Process(target=worker, args=(child,), daemon=True)
-            self.proc.start()
-        self.conn.send(asdict(case))
-        start = time.monotonic()
-        while True:
-            if self.conn.poll(0.5):
-                try:
-                    return self.conn.recv()
-                except EOFError:
-                    break
-            if not self.proc.is_alive():
-                break
-            if time.monotonic() - start > timeout:
-                self.kill()
-                return {**asdict(case), "status": "timeout", "reason": f"no result within {timeout:.0f} s"}
-            if _rss_gb(self.proc.pid) > max_rss_gb:
-                self.kill()
-                return {**asdict(case), "status": "memory", "reason": f"worker passed {max_rss_gb:g} GB RSS"}
-        code = self.proc.exitcode
-        self.kill()
-        return {**asdict(case), "status": "worker died", "reason": f"worker exit code {code}"}
-
-
-def load(path: Path) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["model"]] = row
-    return rows
-
-
-def measured_at() -> str:
-    """Which shapecheck ran: a ``git archive`` snapshot (a COMMIT file beside the package, first
-    on PYTHONPATH) or this checkout's HEAD, flagged when shapecheck/ has uncommitted edits."""
-    import shapecheck
-
-    base = Path(shapecheck.__file__).resolve().parent.parent
-    if (base / "COMMIT").exists():
-        return f"commit `{(base / 'COMMIT').read_text().strip()}` (a `git archive` snapshot of shapecheck/)"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "shapecheck"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return f"commit `{commit}`" + (" plus uncommitted edits in shapecheck/" if dirty else "")
-
 
 def _findings_cell(row: dict) -> str:
     found = row.get("findings", [])
@@ -348,10 +230,6 @@ def _yes(value: object) -> str:
 
 def _s(row: dict, key: str) -> str:
     return f"{row[key]:.2f}" if key in row else "—"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def write_doc(rows: list[dict], doc: Path, note: str | None) -> None:
@@ -474,14 +352,14 @@ def write_doc(rows: list[dict], doc: Path, note: str | None) -> None:
     warned_rows = [(r["model"], f) for r in rows for f in r.get("findings", ()) if f["severity"] != "error"]
     if warned_rows:
         lines += ["| model | code | layer | message |", "|---|---|---|---|"]
-        lines += [f"| {m} | {f['code']} | {f['layer'] or ''} | {_cell(f['message'])[:240]} |" for m, f in warned_rows]
+        lines += [f"| {m} | {f['code']} | {f['layer'] or ''} | {cell(f['message'])[:240]} |" for m, f in warned_rows]
     else:
         lines.append("None.")
     failed = [r for r in rows if r["status"] != "pass"]
     lines += ["", "## Failures", ""]
     if failed:
         lines += ["| model | result | reason |", "|---|---|---|"]
-        lines += [f"| {r['model']} | {r['status']} | {_cell(r.get('reason', ''))} |" for r in failed]
+        lines += [f"| {r['model']} | {r['status']} | {cell(r.get('reason', ''))} |" for r in failed]
     else:
         lines.append("None.")
     doc.write_text("\n".join(lines) + "\n")
@@ -506,21 +384,8 @@ def main() -> None:
     chosen = chosen[:args.limit] if args.limit is not None else chosen
     done = {} if args.fresh else load(args.results)
     if not args.report_only:
-        todo = [c for c in chosen if c.model not in done]
-        print(f"{len(chosen)} selected, {len(chosen) - len(todo)} already measured, {len(todo)} to run", flush=True)
-        pool = Pool1()
-        try:
-            with args.results.open("a") as out:
-                for i, case in enumerate(todo, 1):
-                    start = time.perf_counter()
-                    row = pool.run(case, args.timeout, args.max_rss_gb)
-                    row["wall_s"] = time.perf_counter() - start
-                    out.write(json.dumps(row) + "\n")
-                    out.flush()
-                    print(f"[{i}/{len(todo)}] {case.family} {case.model}: {row['status']} "
-                          f"{row.get('reason', '')[:150]} ({row['wall_s']:.1f}s)", flush=True)
-        finally:
-            pool.close()
+        run_all(Pool1(worker, asdict), chosen, done, args.results, args.timeout, args.max_rss_gb,
+                label=lambda case: f"{case.family} {case.model}", reason_width=150)
     rows = load(args.results)
     measured = [rows[c.model] for c in chosen if c.model in rows]
     total = len(cases())
