@@ -26,7 +26,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--remote-debugging-pipe")
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-INSTALL = "apt-get install -y chromium (Debian; .ci/run does this when it is missing)"
+INSTALL = "apt-get install -y chromium (Debian; the README's test command runs .ci/chromium, which does)"
 
 
 # Copies first, so that neither target descriptor is a source still needed; then exec.

@@ -1,8 +1,8 @@
 """``--format html`` and the notebook view, checked in a real headless Chromium.
 
 Each page is written by the CLI or the renderer, opened from disk (no server, no network)
-and driven over the DevTools protocol (tests/chromium.py). Chromium is required: CI
-installs it (.ci/run), and without it these tests fail saying how to install it.
+and driven over the DevTools protocol (tests/chromium.py). Chromium is required: the
+README's test command installs it (.ci/chromium), and without it these tests fail saying how.
 """
 from __future__ import annotations
 
