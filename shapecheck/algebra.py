@@ -151,6 +151,10 @@ class _Replay:
         first = self.layers[0].input_shapes[0] if self.layers[0].input_shapes else None
         if first is not None and tuple(shape) == tuple(first) and len(shape) == len(self.free) + 1:
             return (shape[0], *(self.grid if f else d for f, d in zip(self.free, shape[1:])))
+        if len(shape) >= 2 and shape[0] == self.batch:
+            # Batch-sized, yet no recorded op made it: ops the trace does not see (a model in
+            # an installed package's frames may hide them) made it from the input.
+            raise Unmodelled(f"{self.layers[self.index].name} reads a batch of {list(shape)} that no recorded op made")
         return tuple(shape)
 
     def _output_of(self, src: int, shape: Shape) -> Sym:

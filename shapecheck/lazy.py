@@ -58,6 +58,9 @@ def meta_twin(model: nn.Module, mode: Any) -> nn.Module:
             vars(twin)["_parameters"] = {k: None if v is None else weights[id(v)] for k, v in module._parameters.items()}
             vars(twin)["_buffers"] = {k: None if v is None else weights[id(v)] for k, v in module._buffers.items()}
             vars(twin)["_modules"] = {k: None if v is None else clone(v) for k, v in module._modules.items()}
+            for key, value in vars(module).items():  # an RNN's _flat_weights: its own weights again
+                if isinstance(value, list | tuple) and value and all(id(t) in weights for t in value):
+                    vars(twin)[key] = type(value)(weights[id(t)] for t in value)
         return clones[id(module)]
 
     twin = clone(model)

@@ -170,7 +170,8 @@ class Solver:
         found = self.evaluation(low, high)
         if found is not None:
             answer = self._from_algebra(found, low, high)
-            contradicted = self._contradiction(answer)
+            # No size at all is an answer its edges cannot check: the sweep tries each one.
+            contradicted = self._contradiction(answer) if answer.accepted else "it accepts no size"
             if contradicted is None:
                 return answer
             self.unmodelled = contradicted

@@ -158,7 +158,9 @@ def test_the_size_algebra_equals_a_forward_at_every_size(relative):
     solver = Solver(model, [parse_input(shape)])
     answer = solver.solve(1, 96)
     truth = Solver(model, [parse_input(shape)]).sweep(1, 96)
-    assert answer.method == "algebra", solver.unmodelled
+    # A model that takes no size (folded_batch folds the batch at every one) is left to the
+    # sweep: no edge of an empty set can check it.
+    assert answer.method == "algebra" or answer.why_sweep == "it accepts no size", solver.unmodelled
     assert answer.accepted == truth.accepted
     assert answer.lossy == truth.lossy
 
