@@ -1,4 +1,5 @@
-"""Writing a report to a file (``--output-file``) so that no reader ever sees half of it.
+"""Writing files so that no reader ever sees half of one: a report (``--output-file``) and the
+sources ``--fix`` rewrites.
 
 A CI job that uploads ``report.html`` as an artifact, or a browser refreshing it while the
 next run writes it, gets the old file or the new one: the text goes to a temporary file in
@@ -7,7 +8,8 @@ the same folder, which then replaces the target in one ``os.replace``.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import shutil
 from pathlib import Path
 
 from shapecheck.errors import UsageError
@@ -27,27 +29,29 @@ def check_writable(path: str, option: str = "--output-file") -> None:
 
 def write_atomic(path: str, text: str, option: str = "--output-file") -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically; a failure is a one-line UsageError."""
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, temporary = tempfile.mkstemp(prefix=".shapecheck-", suffix=".tmp", dir=folder)
+        replace_atomically(path, text.encode("utf-8"))
     except OSError as exc:
         raise UsageError(f"{option} {path}: {exc.strerror or exc}") from None
+
+
+def replace_atomically(path: str, data: bytes, like: str | None = None) -> None:
+    """``path`` holds ``data`` or what it held before, never a part: a temporary file in the
+    same folder, then one ``os.replace``. ``like`` is a file whose permissions the new one
+    takes (a source file --fix rewrites); otherwise it gets a new file's, under the umask."""
+    folder = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(folder, f".shapecheck-{secrets.token_hex(6)}.tmp")
+    # os.open applies the umask itself: reading it (os.umask) would change it for every thread.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it 0600; a report is for sharing
+        if like is not None:
+            shutil.copymode(like, temporary)
         os.replace(temporary, path)
-    except BaseException as exc:  # Ctrl-C too: leave no temporary file behind
+    except BaseException:  # Ctrl-C too: leave no temporary file behind
         if os.path.exists(temporary):
             os.unlink(temporary)
-        if isinstance(exc, OSError):
-            raise UsageError(f"{option} {path}: {exc.strerror or exc}") from None
         raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current

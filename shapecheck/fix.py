@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import ast
 import difflib
-import os
 import re
-import shutil
-import tempfile
 import tokenize
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from shapecheck.files import replace_atomically
 from shapecheck.report import Finding, Fix, Layer, Report, Shape
 from shapecheck.sources import Argument, Span, forget, method_call
 
@@ -166,19 +164,7 @@ def write(change: Change) -> None:
     _, encoding, raw = read(change.path)
     if raw.decode(encoding) != change.before:
         raise OSError(f"{change.path} changed while shapecheck was fixing it; nothing written")
-    folder = os.path.dirname(os.path.abspath(change.path))
-    fd, temporary = tempfile.mkstemp(prefix=".shapecheck-", suffix=".py", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(change.after.encode(encoding))
-            handle.flush()
-            os.fsync(handle.fileno())
-        shutil.copymode(change.path, temporary)
-        os.replace(temporary, change.path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    replace_atomically(change.path, change.after.encode(encoding), like=change.path)
 
 
 def _offset(text: str, line: int, column: int) -> int:
