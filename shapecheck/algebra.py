@@ -386,29 +386,34 @@ def _reshape(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
         varying = any(isinstance(x[i], np.ndarray) for i in ins)
         if varying and len(outs) > 1:
             raise Unmodelled(f"{layer.name} ({layer.type}): splits a dimension that follows the input")
-        out_dims.extend([_product([x[i] for i in ins])] if len(outs) == 1 else [args[o] for o in outs])
+        if len(outs) == 1:
+            out_dims.append(_product([x[i] for i in ins]))
+        elif outs:
+            out_dims.extend(args[o] for o in outs)
+    r.require(np.equal(numel, _product(out_dims)))  # a varying dimension of 1 here may not be 1 elsewhere
     return [tuple(out_dims)]
 
 
 def _groups(before: Shape, after: Sequence[int]) -> list[tuple[list[int], list[int]]] | None:
-    """Pairs of (input dims, output dims) whose sizes multiply to the same number, in order."""
-    groups, i, j = [], 0, 0
+    """Pairs of (input dims, output dims) whose sizes multiply to the same number, in order:
+    [1, 48, 28, 28] -> [1, 2, 24, 28, 28] is ([0], [0]), ([1], [1, 2]), ([2], [3]), ([3], [4])."""
+    groups: list[tuple[list[int], list[int]]] = []
+    i = j = 0
     while i < len(before) or j < len(after):
-        ins, outs = [], []
-        a = b = 1
-        while True:
-            if a <= b and i < len(before) or j >= len(after):
+        ins, outs = ([i] if i < len(before) else []), ([j] if j < len(after) else [])
+        a, b = (before[i] if ins else 1), (after[j] if outs else 1)
+        i, j = i + len(ins), j + len(outs)
+        while a != b:
+            if a < b:
                 if i >= len(before):
                     return None
-                a *= before[i]
-                ins.append(i)
-                i += 1
+                a, i = a * before[i], i + 1
+                ins.append(i - 1)
             else:
-                b *= after[j]
-                outs.append(j)
-                j += 1
-            if a == b and (i >= len(before) or before[i] != 1 or j >= len(after)):
-                break
+                if j >= len(after):
+                    return None
+                b, j = b * after[j], j + 1
+                outs.append(j - 1)
         groups.append((ins, outs))
     return groups
 

@@ -46,8 +46,13 @@ class FunctionMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _CONSTRUCTORS and kwargs.get("device") is None:
             kwargs["device"] = self.device
-        if self.tracer.suspended or func in _IGNORED or getattr(func, "__name__", "") == "__get__":
+        if self.tracer.suspended or getattr(func, "__name__", "") == "__get__":
             return func(*args, **kwargs)
+        if func in _IGNORED:  # no row; a copy (x.contiguous(), x.float()) keeps its source's producer
+            out = func(*args, **kwargs)
+            if args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor) and out is not args[0]:
+                self.tracer.alias(out, args[0])
+            return out
         # Every call, torch's own included: MultiheadAttention reads out_proj.weight without calling it.
         self.tracer.touched.update(id(a) for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor))
         frame = sources.user_frame(sys._getframe(1))

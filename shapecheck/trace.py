@@ -96,6 +96,13 @@ class Tracer:
                 self.producers[id(t)] = index
                 self.alive.append(t)
 
+    def alias(self, copy: torch.Tensor, source: torch.Tensor) -> None:
+        """``copy`` is ``source`` again (a contiguous or cast copy): the same row made it."""
+        index = self.producers.get(id(source))
+        if index is not None:
+            self.producers[id(copy)] = index
+            self.alive.append(copy)  # its id must not be reused while the map holds it
+
     def fetch(self, module: nn.Module) -> None:
         """A submodule read as an attribute inside the forward (not by functional_call's setup)."""
         if self.stack:
