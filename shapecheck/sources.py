@@ -20,6 +20,13 @@ from shapecheck.report import Location
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _SELF_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The reference zoo is models, analyzed as a user's are: its forwards get rows and locations.
+_ZOO_DIR = os.path.join(_SELF_DIR, "zoo") + os.sep
+
+
+def _ours(path: str) -> bool:
+    """shapecheck's own machinery, which the trace looks through."""
+    return path.startswith(_SELF_DIR) and not path.startswith(_ZOO_DIR)
 # Files through which torch routes a call before it reaches __torch_function__; the
 # frame that called into them is the one that wrote the op.
 _PLUMBING = tuple(
@@ -72,7 +79,7 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
     """
     while frame is not None:
         name = frame.f_code.co_filename
-        if name.startswith(_SELF_DIR):
+        if _ours(name):
             return None
         if not name.startswith(_PLUMBING):
             break
@@ -129,7 +136,7 @@ def raised_by_user(exc: BaseException) -> bool:
     tb = exc.__traceback__
     while tb is not None:
         name = tb.tb_frame.f_code.co_filename
-        if not name.startswith(_SELF_DIR):
+        if not _ours(name):
             last = name
         tb = tb.tb_next
     return last is not None and is_user_file(last)
@@ -137,7 +144,7 @@ def raised_by_user(exc: BaseException) -> bool:
 
 def is_user_file(path: str) -> bool:
     """Not shapecheck's, torch's, the standard library's or an installed package's file."""
-    return not path.startswith((_SELF_DIR, _TORCH_DIR, *_LIBRARIES)) and not path.startswith("<")
+    return not _ours(path) and not path.startswith((_TORCH_DIR, *_LIBRARIES)) and not path.startswith("<")
 
 
 @dataclass(frozen=True)
