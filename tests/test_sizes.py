@@ -176,7 +176,7 @@ def test_the_true_minimum_is_found_below_the_old_sweeps_floor(in_repo, capsys):
 def test_a_unet_accepts_multiples_of_four_and_says_so(in_repo, capsys):
     assert main(["sizes", "tests/fixtures/unet_helper.py:UNet", "--input", "3xHxW", "--range", "1..512"]) == 0
     out = capsys.readouterr().out
-    assert "accepted: H, W = 4 + 4k, i.e. every 4th size from 4 (multiples of 4 from 4), up to 512" in out
+    assert "accepted: H, W = 4 + 4k, every 4th size from 4 (the multiples of 4), up to 512" in out
 
 
 class Sliced(nn.Module):

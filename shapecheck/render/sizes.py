@@ -27,8 +27,8 @@ def _text(result: Sizes, model: str) -> list[str]:
         lines.append(f"accepted: {every} (every size up to {result.high} runs)")
     elif period is not None:
         start, step = period
-        lines.append(f"accepted: {free} = {start} + {step}k, i.e. every {step}th size from {start} "
-                     f"({'multiples of ' + str(step) + ' from ' + str(start) if start % step == 0 else 'not multiples'}), "
+        multiples = f" (the multiples of {step})" if start % step == 0 else ""
+        lines.append(f"accepted: {free} = {start} + {step}k, every {_ordinal(step)} size from {start}{multiples}, "
                      f"up to {result.high}")
     else:
         listed = ", ".join(map(str, result.accepted)) if len(result.accepted) <= 12 else ranges(result.accepted)
@@ -46,6 +46,11 @@ def _text(result: Sizes, model: str) -> list[str]:
             first = next(d for d in result.lossy[sizes[0]] if d.layer == layer)
             lines.append(f"  {layer}: {_listed(sizes)}; at {sizes[0]}: {_drop(first)}")
     return lines
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _drop(drop: Drop) -> str:
