@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 import numpy as np
@@ -589,8 +589,6 @@ def _functional_window(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]
     attrs = {"kernel_size": values["kernel_size"], "stride": values.get("stride") or values["kernel_size"],
              "padding": values.get("padding", 0), "dilation": values.get("dilation", 1),
              "ceil_mode": values.get("ceil_mode", False)}
-    from dataclasses import replace
-
     return _windowed(r, replace(layer, type=kind, attrs=tuple(attrs.items()), kind="function"), shapes)
 
 
