@@ -50,9 +50,9 @@ _ELEMENTWISE_FUNCTIONS = frozenset({
     "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "truediv", "floordiv", "neg",
     "abs", "exp", "log", "sqrt", "rsqrt", "pow", "clamp", "clamp_", "clip", "masked_fill", "where",
     "maximum", "minimum", "normalize", "sign", "square", "reciprocal", "erf", "sin", "cos",
-    "contiguous", "float", "half", "to", "type_as", "zeros_like", "ones_like", "empty_like",
-    "randn_like", "rand_like", "full_like", "detach", "clone", "sigmoid_", "hardswish_",
-})
+    "type_as", "zeros_like", "ones_like", "empty_like", "randn_like", "rand_like", "full_like",
+    "hardswish_",
+})  # copies and casts (contiguous, to, float, clone) get no row: the trace passes their source on
 _REDUCTIONS = frozenset({"mean", "sum", "amax", "amin", "std", "var", "prod", "logsumexp"})
 
 

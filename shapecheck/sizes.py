@@ -218,14 +218,11 @@ class Solver:
         for size in answer.verified:
             probe = self.probe(size)
             if probe.ok != (size in taken):
-                return (f"a forward at {self.template_at(size)} {'runs' if probe.ok else 'fails'}, "
+                return (f"a forward at {_dims(self.shape(size))} {'runs' if probe.ok else 'fails'}, "
                         f"where the algebra says it {'runs' if size in taken else 'fails'}")
             if probe.ok and {d.layer: d for d in probe.drops} != {d.layer: d for d in answer.lossy.get(size, ())}:
-                return f"the pixels lost at {self.template_at(size)} differ from the algebra's"
+                return f"the pixels lost at {_dims(self.shape(size))} differ from the algebra's"
         return None
-
-    def template_at(self, size: int) -> str:
-        return "x".join(str(size) if d is None else str(d) for d in self.template)
 
     def shape(self, size: int) -> tuple[int, ...]:
         return tuple(size if d is None else d for d in self.template)
@@ -267,8 +264,7 @@ class Solver:
 
     def _features(self, size: int) -> dict[str, int]:
         if size not in self._traced:
-            spec = InputSpec(self.shape(size), self.inputs[0].dtype, self.inputs[0].name)
-            layers = trace(self.model, (spec, *self.inputs[1:]), 1, self.mode).layers
+            layers = trace(self.model, self._specs(size), 1, self.mode).layers
             self._traced[size] = {
                 layer.name: layer.input_shapes[0][-1] for layer in reversed(layers)
                 if layer.attr("in_features") is not None and layer.input_shapes
@@ -396,6 +392,10 @@ def _drop(name: str, kind: str, found: tuple[arithmetic.Window, ...] | None, sha
     if not any(pixels):
         return None
     return Drop(name, spatial, tuple(w.out(n) for w, n in zip(found, spatial)), pixels)
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
 def parse_template(text: str) -> tuple[tuple[int | None, ...], str]:
