@@ -46,10 +46,10 @@ _ELEMENTWISE_MODULES = frozenset({
 _ELEMENTWISE_FUNCTIONS = frozenset({
     "relu", "relu_", "relu6", "gelu", "silu", "mish", "sigmoid", "sigmoid_", "tanh", "tanh_", "hardswish",
     "hardsigmoid", "hardtanh", "leaky_relu", "elu", "selu", "softplus", "softmax", "log_softmax",
-    "dropout", "dropout1d", "dropout2d", "dropout3d", "batch_norm", "group_norm", "instance_norm",
+    "dropout", "dropout1d", "dropout2d", "dropout3d",
     "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "truediv", "floordiv", "neg",
     "abs", "exp", "log", "sqrt", "rsqrt", "pow", "clamp", "clamp_", "clip", "masked_fill", "where",
-    "maximum", "minimum", "normalize", "sign", "square", "reciprocal", "erf", "sin", "cos",
+    "maximum", "minimum", "sign", "square", "reciprocal", "erf", "sin", "cos",
     "type_as", "zeros_like", "ones_like", "empty_like", "randn_like", "rand_like", "full_like",
     "hardswish_",
 })  # copies and casts (contiguous, to, float, clone) get no row: the trace passes their source on
@@ -132,7 +132,11 @@ class _Replay:
             shapes = self._inputs(layer)
             if layer.kind == "module":
                 self.received[layer.name] = shapes[0] if shapes else ()
+            ran = bool(self.ok[self.at])
             outs = self._row(layer, shapes)
+            if ran and not self.ok[self.at] and not layer.failed:
+                raise Unmodelled(f"{layer.name} ({layer.type}): the algebra refuses the traced size, "
+                                 "at which the trace ran it")
             self._check(layer, outs)
             self.outs[layer.index] = outs
         self._keeps_batch()
@@ -255,6 +259,20 @@ def _elementwise_module(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym
     if features is not None and len(shapes[0]) > 1:
         r.require(np.equal(shapes[0][1], features))
     return [shapes[0]]
+
+
+def _first_input(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
+    return [shapes[0]]
+
+
+def _per_channel(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
+    """F.batch_norm and its kin: the statistics and weights are per channel, the output is
+    the input's shape (they do not broadcast against its last dimension)."""
+    x = shapes[0]
+    if len(x) > 1:
+        for stats in shapes[1:]:
+            r.require(np.equal(x[1], stats[0]) if len(stats) == 1 else np.True_)
+    return [x]
 
 
 def _layer_norm(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
@@ -614,6 +632,7 @@ _FUNCTIONS: dict[str, Handler] = {
     "interpolate": _interpolate, "pad": _pad, "linear": _linear, "matmul": _matmul,
     "adaptive_avg_pool1d": _adaptive, "adaptive_avg_pool2d": _adaptive, "adaptive_avg_pool3d": _adaptive,
     "adaptive_max_pool2d": _adaptive, "layer_norm": _broadcast_row,
+    "batch_norm": _per_channel, "instance_norm": _per_channel, "group_norm": _first_input, "normalize": _first_input,
     **{name: _reduce for name in _REDUCTIONS},
     **{name: _functional_window for name in ("max_pool1d", "max_pool2d", "max_pool3d",
                                              "avg_pool1d", "avg_pool2d", "avg_pool3d")},

@@ -235,3 +235,25 @@ def test_an_analysis_traces_once_even_when_a_rule_asks_which_sizes_fit(monkeypat
     report = shapecheck.analyze(_load("examples/quiz_c.py", "Net"), "3x64x64")
     assert any("2880 fits 3x60x60 to 3x63x63 inputs" in f.message for f in report.findings)
     assert len(runs) == 1
+
+
+class FunctionalNorm(nn.Module):
+    """timm's BatchNormAct2d: F.batch_norm with per-channel statistics, which do not
+    broadcast against the map's last dimension."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, stride=2)
+        self.register_buffer("mean", torch.zeros(16))
+        self.register_buffer("var", torch.ones(16))
+
+    def forward(self, x):
+        return torch.nn.functional.batch_norm(self.conv(x), self.mean, self.var, training=False)
+
+
+def test_a_functional_batch_norm_keeps_its_input_shape_in_the_algebra():
+    spec = parse_input("3x32x32")
+    solver = Solver(FunctionalNorm(), [spec])
+    answer = solver.solve(1, 64)
+    assert answer.method == "algebra", solver.unmodelled
+    assert answer.accepted == Solver(FunctionalNorm(), [spec]).sweep(1, 64).accepted == tuple(range(3, 65))
