@@ -18,6 +18,7 @@ from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
 from shapecheck.rules import batch as batch_rule
 from shapecheck.checkpoint import shapes as saved_shapes
 from shapecheck.patches import collector_paused
+from shapecheck.preserve import keeps_model
 from shapecheck.rules import budget, crash, design, pixels, registry
 from shapecheck.rules import checkpoint as checkpoint_rule
 from shapecheck.rules.context import Context, Submodule
@@ -29,6 +30,7 @@ from shapecheck.trace import TraceResult, trace
 
 @collector_paused()
 @sources.cwd_fixed()
+@keeps_model
 def analyze(
     model: nn.Module,
     input: Example,  # noqa: A002 - the issue's own API name

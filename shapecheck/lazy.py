@@ -48,13 +48,19 @@ def initialized(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode:
 def meta_twin(model: nn.Module, mode: Any) -> nn.Module:
     """A copy of ``model`` with every weight on meta, in ``mode``, for forwards that must not
     touch the user's model. Each module is copied shallowly, with its own parameter, buffer
-    and child tables: a deep copy of resnet50 costs as much as two forwards of it."""
+    and child tables: a deep copy of resnet50 costs as much as two forwards of it. Every
+    list, dict and set in a module's ``__dict__`` (the hook tables, a cache the forward
+    fills) is the twin's own copy, so the twin's forwards share no mutable state with the
+    model."""
     weights = _meta_memo(model)
     clones: dict[int, nn.Module] = {}
 
     def clone(module: nn.Module) -> nn.Module:
         if id(module) not in clones:
             twin = clones[id(module)] = copy.copy(module)
+            for key, value in vars(module).items():
+                if isinstance(value, list | dict | set):
+                    vars(twin)[key] = copy.copy(value)
             vars(twin)["_parameters"] = {k: None if v is None else weights[id(v)] for k, v in module._parameters.items()}
             vars(twin)["_buffers"] = {k: None if v is None else weights[id(v)] for k, v in module._buffers.items()}
             vars(twin)["_modules"] = {k: None if v is None else clone(v) for k, v in module._modules.items()}

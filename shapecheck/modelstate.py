@@ -2,7 +2,7 @@
 flags and cached tensors restored afterwards, and the stand-in weights and inputs.
 
 Every function here reads the user's model; ``in_mode`` is the only one that writes to it,
-and it puts back exactly what it found.
+and it puts back exactly what it found (shapecheck.preserve).
 """
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn.parameter import UninitializedTensorMixin
 
 from shapecheck import lazy
+from shapecheck.preserve import preserved
 from shapecheck.spec import InputSpec
 
 Mode = Literal["eval", "train", "same"]
@@ -77,8 +79,8 @@ def param_counts(model: nn.Module, tree: Tree | None = None) -> dict[int, int]:
 
 @contextmanager
 def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None) -> Iterator[None]:
-    """Put the model in ``mode`` for the trace and restore every module's own flag after,
-    and every attribute that holds tensors, as the forward found it.
+    """Put the model in ``mode`` for the block, and put everything back after it
+    (``preserve.preserved``): the flags, and whatever the forward changed in the modules.
 
     The flags are written straight into each module's ``__dict__``, as ``nn.Module.train``
     and ``__setattr__`` would leave them, unless a class overrides ``train``: on the
@@ -86,44 +88,13 @@ def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None) -> Iterator[
     """
     tree = module_tree(model) if tree is None else tree
     modules = list({id(m): m for _, m in tree}.values())
-    flags = [m.training for m in modules]
-    plain = all(type(m).train is nn.Module.train and "training" in vars(m) for m in modules)
-    cached = [_tensor_attributes(m) for m in modules]
-    try:
-        if mode != "same" and not plain:
-            model.train(mode == "train")
-        elif mode != "same":
+    with preserved(model, modules):
+        if mode != "same" and all(type(m).train is nn.Module.train and "training" in vars(m) for m in modules):
             for m in modules:
                 vars(m)["training"] = mode == "train"
+        elif mode != "same":
+            model.train(mode == "train")
         yield
-    finally:
-        for m, training, kept in zip(modules, flags, cached):
-            if plain:
-                vars(m)["training"] = training
-            else:
-                m.training = training
-            _restore_tensor_attributes(m, kept)
-
-
-def _tensor_attributes(module: nn.Module) -> dict[str, Any]:
-    """Plain attributes that hold tensors: a forward may cache meta ones there (torchvision's
-    AnchorGenerator moves its cell_anchors to the input's device), which must not outlive
-    the trace in the user's model."""
-    return {k: v for k, v in vars(module).items() if _holds_tensors(v)}
-
-
-def _holds_tensors(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) or (
-        type(value) in (list, tuple) and bool(value) and isinstance(value[0], torch.Tensor))
-
-
-def _restore_tensor_attributes(module: nn.Module, kept: dict[str, Any]) -> None:
-    now = vars(module)
-    for key in [k for k, v in now.items() if k not in kept and _holds_tensors(v)]:
-        del now[key]  # cached by this trace
-    for key, value in kept.items():
-        if now.get(key) is not value:
-            now[key] = value
 
 
 def stand_ins(model: nn.Module, device: str,
@@ -146,22 +117,42 @@ def stand_ins(model: nn.Module, device: str,
                     continue  # a lazy module's: it materialises itself, on meta, as the trace reaches it
                 if id(tensor) not in made:
                     own = share and device == "meta" and tensor.is_meta
-                    made[id(tensor)] = tensor if own else _stand_in(tensor, device, share)
+                    made[id(tensor)] = tensor if own else _stand_in(tensor, device)
                 weights[f"{prefix}.{key}" if prefix else key] = made[id(tensor)]
     return weights
 
 
-def _stand_in(t: torch.Tensor, device: str, share: bool) -> torch.Tensor:
+def call_with(model: nn.Module, weights: dict[str, torch.Tensor], tree: Tree,
+              args: tuple, kwargs: dict[str, Any]) -> Any:
+    """``model(*args, **kwargs)`` with ``weights`` in place of its own, swapped under one
+    name per slot: ``functional_call`` restores a slot reached under two names (a module
+    registered twice) with the first name's stand-in still in it. The model itself is
+    skipped where a weight stands in for itself."""
+    slots: set[tuple[int, str]] = set()
+    swapped: dict[str, torch.Tensor] = {}
+    for prefix, module in tree:
+        for table in (module._parameters, module._buffers):
+            for key, tensor in table.items():
+                name = f"{prefix}.{key}" if prefix else key
+                if (id(module), key) in slots or weights.get(name, tensor) is tensor:
+                    continue
+                slots.add((id(module), key))
+                swapped[name] = weights[name]
+    return functional_call(model, swapped, args, kwargs, strict=False, tie_weights=False)
+
+
+def _stand_in(t: torch.Tensor, device: str) -> torch.Tensor:
     if device == "meta":
         return torch.empty(t.shape, dtype=t.dtype, device="meta")
     if t.device.type == "meta":
-        if t.is_floating_point():
-            return torch.randn(t.shape, dtype=t.dtype)
+        if t.is_floating_point():  # a private generator: the caller's random stream stays where it was
+            return torch.randn(t.shape, dtype=t.dtype, generator=torch.Generator().manual_seed(0))
         return torch.zeros(t.shape, dtype=t.dtype)
-    # Real weights serve as they are under no_grad; buffers are cloned because a forward
-    # in train mode updates BatchNorm statistics in place.
+    # Real values, copied: a forward in train mode updates BatchNorm statistics in place, and
+    # one may write a weight in place (a weight standardisation under no_grad); the
+    # user's tensors must keep theirs.
     real = t.detach().to("cpu")
-    return real if share else real.clone()
+    return real.clone() if real.data_ptr() == t.data_ptr() else real
 
 
 def make_input(spec: InputSpec, batch: int, device: str) -> Any:

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from shapecheck import arithmetic, lazy, patches
 from shapecheck.spec import InputSpec
-from shapecheck.modelstate import Mode, in_mode, make_arguments, stand_ins
+from shapecheck.modelstate import Mode, call_with, in_mode, make_arguments, module_tree, stand_ins
 from shapecheck.naming import module_attrs
 from shapecheck.interception import FastMetaMode
 from shapecheck.algebra import Evaluation, Unmodelled, evaluate
@@ -304,10 +303,11 @@ class Solver:
         with stand-in weights swapped in for this call."""
         if self.device == "meta":
             return self._meta_model()(*xs, **named)
+        tree = module_tree(self.model)
         if self._weights is None:
-            self._weights = stand_ins(self.model, self.device)
-        with in_mode(self.model, self.mode):
-            return functional_call(self.model, self._weights, xs, named, strict=False, tie_weights=False)
+            self._weights = stand_ins(self.model, self.device, tree)
+        with in_mode(self.model, self.mode, tree):
+            return call_with(self.model, self._weights, tree, xs, named)
 
     def _meta_model(self) -> nn.Module:
         if self._twin is None:

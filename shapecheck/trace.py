@@ -14,13 +14,12 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from shapecheck import memo, patches, recovery, sources, torchapi
 from shapecheck.freeze import Row, freeze, output_names, touched_names
 from shapecheck.interception import FlopMode, FunctionMode
 from shapecheck.memo import Memo
-from shapecheck.modelstate import Mode, Walk, in_mode, make_arguments, stand_ins, walk
+from shapecheck.modelstate import Mode, Walk, call_with, in_mode, make_arguments, stand_ins, walk
 from shapecheck.naming import args_text, module_attrs, op_names
 from shapecheck.report import Layer, Location, Shape
 from shapecheck.spec import InputSpec
@@ -287,7 +286,6 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
         names.setdefault(id(module), torchapi.shown_name(name))
     tracer = Tracer(names, walked.params, memo.shared() if device == "meta" else None)
     weights = stand_ins(model, device, tree)
-    own = {id(p) for _, m in tree for p in m._parameters.values() if p is not None}
     xs, named = make_arguments(inputs, batch, device)
     out = None
     try:
@@ -295,8 +293,7 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
         with patches.module_calls(tracer.module_call), patches.module_fetches(tracer.fetch), \
                 in_mode(model, mode, tree), torch.no_grad(), \
                 FunctionMode(tracer, device), FlopMode(tracer):
-            swapped = {k: t for k, t in weights.items() if id(t) not in own}
-            out = functional_call(model, swapped, xs, named, strict=False, tie_weights=False)
+            out = call_with(model, weights, tree, xs, named)
     except _Abort:
         out = None
     while tracer.stack:  # rows left open by an aborted forward

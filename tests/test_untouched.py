@@ -1,75 +1,350 @@
-"""shapecheck never changes a user's model: weights, buffers, device, modes and hooks."""
+"""shapecheck never changes a user's model, through any entry point, after success or failure.
+
+Each test takes the model's fingerprint (shapecheck.fingerprint: every module's attributes
+and tables, every tensor's object, device, dtype, values, requires_grad and grad, every
+flag and hook) before and after, and where the model runs, compares a real forward
+afterwards with one of a deep copy taken before.
+"""
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import shapecheck
+from shapecheck import cli
+from shapecheck.fingerprint import changes, fingerprint
+from shapecheck.pytest_plugin import ShapeSnapshot
+from shapecheck.sizes import Solver
+from shapecheck.spec import parse_input
+from tests.fixtures import stateful
+from tests.fixtures.stateful import PATTERNS
 from tests.test_trace import ValueBranch
 
-
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.5),
-                          nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
-    model[1].running_mean.uniform_()
-    model[1].num_batches_tracked.fill_(7)
-    model.train()
-    model[3].eval()  # a mixed mode must come back mixed
-    return model
+CLEAN = [name for name in PATTERNS if name != "broken forward"]
 
 
-def _state(model: nn.Module) -> dict:
-    return {
-        "tensors": {k: (v.clone(), v.device, v.dtype, v.requires_grad) for k, v in model.state_dict(keep_vars=True).items()},
-        "ids": [id(p) for p in model.parameters()],
-        "training": [m.training for m in model.modules()],
-        "hooks": [(dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.modules()],
-        "call": type(model).__call__,
-    }
+def real_input(spec_text: str, batch: int = 2) -> torch.Tensor:
+    spec = parse_input(spec_text)
+    torch.manual_seed(1)
+    if spec.dtype.is_floating_point:
+        return torch.randn(spec.batched(batch), dtype=spec.dtype)
+    return torch.randint(0, 5, spec.batched(batch), dtype=spec.dtype)
 
 
-def _assert_same(before: dict, after: dict) -> None:
-    assert before["ids"] == after["ids"]
-    assert before["training"] == after["training"]
-    assert before["hooks"] == after["hooks"]
-    assert before["call"] is after["call"] is nn.Module.__call__
-    for key, (value, device, dtype, grad) in before["tensors"].items():
-        now, now_device, now_dtype, now_grad = after["tensors"][key]
-        assert (device, dtype, grad) == (now_device, now_dtype, now_grad), key
-        assert torch.equal(value, now), key
+def assert_untouched(model: nn.Module, before: dict[str, Any], twin: nn.Module, spec: str) -> None:
+    """The fingerprint is as it was, and a real forward gives what the copy taken before gives."""
+    assert changes(before, fingerprint(model)) == []
+    x = real_input(spec)
+    with torch.no_grad():  # a graph would stay behind in spectral_norm's weight, which cannot be copied
+        try:
+            expected = twin(x)
+        except Exception as exc:  # noqa: BLE001 - the broken model: both must fail alike
+            with pytest.raises(type(exc)):
+                model(x)
+            return
+        assert torch.equal(model(x), expected)
 
 
-def test_analysis_leaves_weights_buffers_modes_and_hooks_as_they_were():
-    model = _model()
-    calls = []
-    model[0].register_forward_hook(lambda *a: calls.append("hook"))
-    before = _state(model)
-    for mode in ("eval", "train", "same"):
-        # SHP106's size probes would run the forward, and the hook, once more per size
-        shapecheck.analyze(model, "3x8x8", mode=mode, ignore=["SHP106"])
-    _assert_same(before, _state(model))
-    assert calls == ["hook"] * 3  # the user's hook ran, and is still registered
+@pytest.mark.parametrize("mode", ["eval", "train", "same"])
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_analyze_with_a_spec_leaves_every_pattern_as_it_was(pattern: str, mode: str) -> None:
+    make, spec = PATTERNS[pattern]
+    model = make()
+    before, twin = fingerprint(model), copy.deepcopy(model)
+    shapecheck.analyze(model, spec, mode=mode)
+    assert_untouched(model, before, twin, spec)
 
 
-def test_a_failing_trace_restores_everything_too():
-    model = _model()
-    before = _state(model)
-    report = shapecheck.analyze(model, "3x9x9")  # fc sees 8x7x7
-    assert [f.code for f in report.errors] == ["SHP001"]
-    _assert_same(before, _state(model))
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_analyze_with_real_tensors_leaves_every_pattern_as_it_was(pattern: str) -> None:
+    make, spec = PATTERNS[pattern]
+    model = make()
+    before, twin = fingerprint(model), copy.deepcopy(model)
+    shapecheck.analyze(model, real_input(spec, batch=3), mode="train")
+    assert_untouched(model, before, twin, spec)
 
 
-def test_cpu_fallback_leaves_the_model_untouched():
-    model = ValueBranch()
-    before = _state(model)
-    assert shapecheck.analyze(model, "4", mode="train").device == "cpu"
-    _assert_same(before, _state(model))
-
-
-def test_gradients_are_not_touched():
-    model = _model()
-    model(torch.randn(2, 3, 8, 8)).sum().backward()
-    grads = [p.grad.clone() for p in model.parameters()]
+def test_a_module_registered_twice_keeps_its_real_weights() -> None:
+    model = stateful.SharedStem()
+    weight = model.stem.weight
     shapecheck.analyze(model, "3x8x8")
-    assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters()))
+    assert model.stem.weight is model.path[0].weight is weight
+    assert weight.device.type == "cpu"
+    model(torch.randn(1, 3, 8, 8))  # the real forward runs: no weight was left on meta
+
+
+def test_an_attribute_the_forward_fills_is_kept_and_not_reported() -> None:
+    model = stateful.cached_mask()
+    report = shapecheck.analyze(model, "7:int64")
+    assert vars(model)["src_mask"] is None
+    assert not report.findings  # no SHP009 "has no attribute 'src_mask'" from a second trace
+
+
+def test_the_cpu_fallback_copies_real_weights_and_keeps_the_random_stream() -> None:
+    model = ValueBranch()
+    before = fingerprint(model)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    assert shapecheck.analyze(model, "4", mode="train").device == "cpu"
+    assert torch.equal(torch.rand(3), expected)  # stand-ins come from a private generator
+    assert changes(before, fingerprint(model)) == []
+
+
+class _Interrupting(nn.Module):
+    """Changes itself, then the user presses Ctrl-C in the middle of its forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.half_done = True
+        self.fc.register_forward_hook(lambda *a: None)
+        raise KeyboardInterrupt
+
+
+def test_a_keyboard_interrupt_in_the_forward_leaves_the_model_as_it_was() -> None:
+    model = _Interrupting()
+    before = fingerprint(model)
+    with pytest.raises(KeyboardInterrupt):
+        shapecheck.analyze(model, "4")
+    assert changes(before, fingerprint(model)) == []
+
+
+def test_the_analysis_raising_midway_leaves_the_model_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shapecheck import analysis
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("shapecheck's own failure after the trace")
+
+    monkeypatch.setattr(analysis, "_totals", fail)
+    model = stateful.cached_mask()
+    before = fingerprint(model)
+    with pytest.raises(RuntimeError, match="own failure"):
+        shapecheck.analyze(model, "7:int64")
+    assert changes(before, fingerprint(model)) == []
+
+
+@pytest.mark.parametrize("pattern", CLEAN)
+def test_assert_shapes_leaves_the_model_as_it_was(pattern: str) -> None:
+    make, spec = PATTERNS[pattern]
+    model = make()
+    before, twin = fingerprint(model), copy.deepcopy(model)
+    shapecheck.assert_shapes(model, spec)
+    assert_untouched(model, before, twin, spec)
+
+
+@pytest.fixture(params=CLEAN)
+def model_and_print(request: pytest.FixtureRequest) -> tuple[nn.Module, dict[str, Any], nn.Module, str]:
+    make, spec = PATTERNS[request.param]
+    model = make()
+    return model, fingerprint(model), copy.deepcopy(model), spec
+
+
+@pytest.fixture
+def model(model_and_print: tuple) -> nn.Module:
+    return model_and_print[0]
+
+
+@pytest.mark.shapecheck(input="3x8x8")
+@pytest.mark.parametrize("model_and_print", ["shared stem", "frozen parameters", "recording hook",
+                                             "BatchNorm in train mode"], indirect=True)
+def test_the_pytest_marker_leaves_the_model_as_it_was(model: nn.Module, model_and_print: tuple) -> None:
+    # The marker's check ran before this body, on the same fixture value.
+    _, before, twin, spec = model_and_print
+    assert_untouched(model, before, twin, spec)
+
+
+def test_snapshots_leave_the_model_as_it_was(model_and_print: tuple, tmp_path: Path) -> None:
+    model, before, twin, spec = model_and_print
+    ShapeSnapshot(tmp_path, "snap", update=True).assert_match(model, spec)
+    ShapeSnapshot(tmp_path, "snap", update=False).assert_match(model, spec)
+    assert_untouched(model, before, twin, spec)
+
+
+def test_checkpoint_reconciliation_leaves_the_model_as_it_was(model_and_print: tuple, tmp_path: Path) -> None:
+    model, before, twin, spec = model_and_print
+    shapecheck.analyze(model, spec, checkpoint=copy.deepcopy(twin).state_dict())
+    assert_untouched(model, before, twin, spec)
+
+
+@pytest.mark.parametrize("pattern", ["shared stem", "BatchNorm in train mode", "frozen parameters"])
+def test_sizes_and_its_checking_forwards_leave_the_model_as_it_was(pattern: str) -> None:
+    make, spec = PATTERNS[pattern]
+    model = make()
+    before, twin = fingerprint(model), copy.deepcopy(model)
+    solver = Solver(model, [parse_input(spec)], (3, None, None), mode="train")
+    assert solver.solve(1, 64).accepted
+    solver.sweep(4, 12)  # the forward sweep, on the meta twin
+    assert_untouched(model, before, twin, spec)
+
+
+def test_the_meta_twin_shares_no_table_or_container_with_the_model() -> None:
+    from shapecheck.lazy import meta_twin
+
+    model = stateful.Recorded()
+    twin = meta_twin(model, "eval")
+    for mine, its in zip(model.modules(), twin.modules()):
+        for key, value in vars(mine).items():
+            if isinstance(value, list | dict | set):
+                assert vars(its)[key] is not value, key
+
+
+CLI_ARGS = {
+    "table": [],
+    "explain": ["--explain", "--show-source"],
+    "json": ["--format", "json"],
+    "html": ["--format", "html"],
+    "diff": ["--diff"],
+    "fix": ["--fix"],
+}
+
+
+@pytest.mark.parametrize("how", CLI_ARGS)
+@pytest.mark.parametrize("pattern", ["shared stem", "cached mask", "created attribute", "parametrized and spectral norm"])
+def test_every_cli_mode_leaves_the_model_instance_as_it_was(pattern: str, how: str, in_repo: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    # file.py:name, where name is a model instance: analyzed as it is, in this process.
+    name, spec = stateful.instance_name(pattern), PATTERNS[pattern][1]
+    model = getattr(stateful, name)
+    before, twin = fingerprint(model), copy.deepcopy(model)
+    code = cli.main([f"tests.fixtures.stateful:{name}", "--input", spec, *CLI_ARGS[how]])
+    assert code == 0, capsys.readouterr()
+    assert_untouched(model, before, twin, spec)
+
+
+def test_the_sizes_command_leaves_the_model_instance_as_it_was(in_repo: Path, capsys: pytest.CaptureFixture) -> None:
+    name = stateful.instance_name("shared stem")
+    model = getattr(stateful, name)
+    before = fingerprint(model)
+    assert cli.main(["sizes", f"tests.fixtures.stateful:{name}", "--input", "3xHxW", "--range", "1..32"]) == 0
+    assert changes(before, fingerprint(model)) == []
+
+
+def test_project_mode_leaves_the_model_instances_as_they_were(in_repo: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    entries = "".join(f'[[tool.shapecheck.models]]\ntarget = "tests.fixtures.stateful:{stateful.instance_name(p)}"\n'
+                      f'input = "{PATTERNS[p][1]}"\n' for p in CLEAN)
+    (tmp_path / "pyproject.toml").write_text(entries)
+    models = [getattr(stateful, stateful.instance_name(p)) for p in CLEAN]
+    before = [fingerprint(m) for m in models]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(in_repo))
+    assert cli.main(["project", "--format", "json"]) == 0, capsys.readouterr()
+    assert len(json.loads(capsys.readouterr().out)) == len(CLEAN)
+    assert [changes(b, fingerprint(m)) for b, m in zip(before, models)] == [[]] * len(CLEAN)
+
+
+def test_the_html_view_reads_only_the_report() -> None:
+    model = stateful.cached_mask()
+    before = fingerprint(model)
+    report = shapecheck.analyze(model, "7:int64")
+    assert "<script" in report._repr_html_()
+    assert changes(before, fingerprint(model)) == []
+
+
+# -- generated models: the patterns above, mixed -------------------------------------------
+class _Cache(nn.Module):
+    """Keeps its last input, fills a None mask, appends to a list, registers a buffer late."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask = None
+        self.seen: list[Any] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last = x.detach()
+        if self.mask is None:
+            self.mask = torch.ones(x.shape[-1], device=x.device)
+        self.seen.append(x.shape)
+        if "late" not in self._buffers:
+            self.register_buffer("late", torch.zeros(1, device=x.device))
+        return x * self.mask
+
+
+class _Counting(nn.Module):
+    """A step counter and an EMA buffer in train mode, a plain tensor bumped on real data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("ema", torch.zeros(8))
+        self.plain = torch.zeros(())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.step += 1
+            self.ema.mul_(0.5).add_(x.detach().mean(0))
+        if not x.is_meta:
+            self.plain += 1
+        return x + self.ema
+
+
+def _linear(kind: str) -> nn.Module:
+    layer = nn.Linear(8, 8)
+    if kind == "parametrized":
+        torch.nn.utils.parametrize.register_parametrization(layer, "weight", stateful.Symmetric())
+    elif kind == "spectral":
+        layer = nn.utils.spectral_norm(layer)
+    elif kind == "frozen":
+        layer.requires_grad_(False)
+    elif kind == "hooked":
+        layer.register_forward_hook(lambda m, a, out: out * 0.5)
+    return layer
+
+
+BLOCKS = ["plain", "parametrized", "spectral", "frozen", "hooked", "cache", "counting", "batchnorm"]
+
+
+class _Mixed(nn.Module):
+    def __init__(self, kinds: list[str], shared: list[int], tied: list[tuple[int, int]]) -> None:
+        super().__init__()
+        made = [_Cache() if k == "cache" else _Counting() if k == "counting"
+                else nn.BatchNorm1d(8) if k == "batchnorm" else _linear(k) for k in kinds]
+        self.blocks = nn.ModuleList([*made, *(made[i % len(made)] for i in shared)])  # registered twice
+        plain = [m for m in made if type(m) is nn.Linear and "weight" in m._parameters]
+        for a, b in tied:
+            if plain:
+                plain[b % len(plain)].weight = plain[a % len(plain)].weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+@st.composite
+def mixed_models(draw: st.DrawFn) -> tuple[nn.Module, str]:
+    kinds = draw(st.lists(st.sampled_from(BLOCKS), min_size=1, max_size=6))
+    shared = draw(st.lists(st.integers(0, 5), max_size=2))
+    tied = draw(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=2))
+    torch.manual_seed(draw(st.integers(0, 2**16)))
+    model = _Mixed(kinds, shared, tied).train(draw(st.booleans()))
+    out = model(torch.randn(4, 8))
+    if draw(st.booleans()) and out.requires_grad:  # gradients from a step already taken
+        out.sum().backward()
+    with torch.no_grad():  # no graph left in the attributes (spectral_norm's weight), so a deep copy can be made
+        model(torch.randn(4, 8))
+    for block in model.modules():
+        if isinstance(block, _Cache) and draw(st.booleans()):
+            block.mask = None  # as made, before any forward
+    return model, draw(st.sampled_from(["eval", "train", "same"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed_models())
+def test_generated_models_with_every_pattern_mixed_are_left_as_they_were(drawn: tuple[nn.Module, str]) -> None:
+    model, mode = drawn
+    before, twin = fingerprint(model), copy.deepcopy(model)
+    shapecheck.analyze(model, "8", mode=mode)
+    assert_untouched(model, before, twin, "8")
