@@ -82,11 +82,12 @@ def changes(before: Fingerprint, after: Fingerprint) -> list[str]:
 
 def _tensor(name: str, t: torch.Tensor) -> Fingerprint:
     grad = t.grad if t.is_leaf else None
+    lazy = isinstance(t, nn.parameter.UninitializedTensorMixin)
     return {
         f"{name}": Same(t),
         f"{name} device": t.device,
         f"{name} dtype": t.dtype,
-        f"{name} shape": tuple(t.shape),
+        f"{name} shape": "uninitialised" if lazy else tuple(t.shape),
         f"{name} requires_grad": t.requires_grad,
         f"{name} values": digest(t),
         f"{name} grad": Same(grad),

@@ -41,7 +41,7 @@ def initialized(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode:
             args, kwargs = make_arguments(inputs, batch, "meta")
             twin(*args, **kwargs)
     except Exception:  # noqa: BLE001 - a broken layer before a lazy one: the trace goes on past it
-        trace(twin, inputs, batch, mode)
+        trace(twin, inputs, batch, mode, keep=True)  # the twin is ours: it keeps the sizes inferred
     return twin
 
 

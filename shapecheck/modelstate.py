@@ -7,7 +7,7 @@ and it puts back exactly what it found (shapecheck.preserve).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,9 +78,10 @@ def param_counts(model: nn.Module, tree: Tree | None = None) -> dict[int, int]:
 
 
 @contextmanager
-def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None) -> Iterator[None]:
+def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None, preserve: bool = True) -> Iterator[None]:
     """Put the model in ``mode`` for the block, and put everything back after it
     (``preserve.preserved``): the flags, and whatever the forward changed in the modules.
+    ``preserve=False`` keeps it all: for shapecheck's own copies only.
 
     The flags are written straight into each module's ``__dict__``, as ``nn.Module.train``
     and ``__setattr__`` would leave them, unless a class overrides ``train``: on the
@@ -88,13 +89,20 @@ def in_mode(model: nn.Module, mode: Mode, tree: Tree | None = None) -> Iterator[
     """
     tree = module_tree(model) if tree is None else tree
     modules = list({id(m): m for _, m in tree}.values())
-    with preserved(model, modules):
-        if mode != "same" and all(type(m).train is nn.Module.train and "training" in vars(m) for m in modules):
+    with preserved(model, modules) if preserve else nullcontext():
+        plain = all(type(m).train is nn.Module.train and "training" in vars(m) for m in modules)
+        flags = [m.training for m in modules]
+        if mode != "same" and plain:
             for m in modules:
                 vars(m)["training"] = mode == "train"
         elif mode != "same":
             model.train(mode == "train")
-        yield
+        try:
+            yield
+        finally:
+            if plain:  # the flags first, so that the snapshot's check finds nothing to put back
+                for m, training in zip(modules, flags):
+                    vars(m)["training"] = training
 
 
 def stand_ins(model: nn.Module, device: str,

@@ -10,91 +10,159 @@ forward may do, and what is put back:
 - the contents of every list, dict and set held directly in a ``__dict__``. These are
   torch's own tables (``_parameters``, ``_buffers``, ``_modules``, every hook dictionary)
   and the user's top-level containers: a parameter swapped in a table, a hook registered in
-  the forward, an item appended to ``self.history``. Objects nested deeper are the user's
-  own and are not looked into;
-- a module's class (a parametrization swaps it), every tensor's ``requires_grad`` and
-  ``grad``, and the values of plain tensor attributes (a step counter kept as a plain
-  tensor and bumped in place): they are copied before and written back if changed.
+  the forward, a meta tensor put in ``self.cache``. Objects nested deeper, and containers
+  outside the model (a list a hook closes over), are the user's own and not looked into;
+- a module's class (a parametrization swaps it);
+- plain tensor attributes, alone or in a tuple (a step counter kept as a plain tensor and
+  bumped in place): their ``requires_grad``, ``grad`` and values, copied before and written
+  back if changed.
 
-Parameters and buffers are never reached by the forward in the first place: the trace runs
-on stand-ins (``modelstate.stand_ins``). The snapshot then serves as the one mechanism that
-holds however the model is wired: ``functional_call`` swaps a weight under every name that
-reaches it, and restores a module registered under two names with its stand-in still in
-place; the snapshot puts the real one back.
+Parameters and buffers are not reached by the forward in the first place: it runs on
+stand-ins (``modelstate.stand_ins``), which also keeps their values, ``requires_grad`` and
+``grad``. The snapshot is the one mechanism that holds however the model is wired:
+``functional_call`` swaps a weight under every name that reaches it, and would restore a
+module registered under two names with its stand-in still in place; the snapshot puts the
+real one back.
 
 Snapshots nest: the whole analysis is preserved, and each trace within it again, so every
 trace starts from the user's state, not from what the last trace's forward left.
+
+The cost is one pass over the modules to take, and a check made of C-level comparisons of
+identities to restore, rewriting a module only where something changed: a few hundred
+microseconds for resnet50 (docs/performance.md).
 """
 from __future__ import annotations
 
 import functools
 import operator
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextvars import ContextVar
+from itertools import chain, compress, repeat
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
+
+from shapecheck import torchapi
 
 _IS = operator.is_
+_COPY = operator.methodcaller("copy")
+_FIRST = operator.itemgetter(0)
+_CONTAINERS = frozenset({dict, OrderedDict, list, set})  # torch's tables and the usual user containers
+_DICTS = frozenset({dict, OrderedDict})
 
-
-@dataclass
-class _Container:
-    """A list, dict or set in a module's ``__dict__``, and its contents when found."""
-
-    value: Any
-    keys: tuple[Any, ...]
-    items: tuple[Any, ...]
-
-
-@dataclass
-class _Tensor:
-    tensor: torch.Tensor
-    requires_grad: bool
-    grad: torch.Tensor | None
-    version: int
-    copy: torch.Tensor | None  # the values of a plain tensor attribute, to write back if changed
-
-
-@dataclass
-class _Module:
-    module: nn.Module
-    cls: type
-    attrs: dict[str, Any]
-    containers: list[_Container]
+# The snapshots open in this context, by model: a nested ``preserved`` of the same model
+# restores the outer one's state instead of taking another (the state is the same).
+_OPEN: ContextVar[dict[int, Snapshot]] = ContextVar("shapecheck.preserve", default={})
 
 
 class Snapshot:
-    """What a model's modules, tables and tensors were when it was taken; ``restore`` puts
-    it back. Costs one pass over the modules and a shallow copy of each ``__dict__``."""
+    """What a model's modules, their containers and plain tensors were when it was taken.
+
+    Taking it is C-level work over every attribute (``map``, ``compress``, ``chain``) and a
+    Python step only for tuples and tensors; ``restore`` checks the same way that nothing
+    changed, and rewrites modules one by one only where something did.
+    """
+
+    __slots__ = ("modules", "classes", "dicts", "keys", "values", "sizes", "empty", "full", "copies",
+                 "tables", "table_keys", "table_values", "table_sizes", "others", "tensors")
 
     def __init__(self, modules: list[nn.Module]) -> None:
-        self.modules = [_take(m) for m in modules]
-        registered: set[int] = set()
-        for m in modules:
-            registered.update(id(t) for t in m._parameters.values() if t is not None)
-            registered.update(id(t) for t in m._buffers.values() if t is not None)
-        self.tensors = _tensors(modules, registered)
+        self.modules = modules
+        self.classes = list(map(type, modules))
+        self.dicts = list(map(dict.copy, map(vars, modules)))
+        self.keys = list(chain.from_iterable(self.dicts))
+        self.values = list(chain.from_iterable(map(dict.values, self.dicts)))
+        self.sizes = list(map(len, self.dicts))
+        kinds = list(map(type, self.values))
+        holders = list(compress(self.values, map(_CONTAINERS.__contains__, kinds)))
+        self.empty = list(compress(holders, map(operator.not_, holders)))  # most hook tables
+        self.full = list(compress(holders, holders))
+        self.copies = list(map(_COPY, self.full))
+        # The dicts among them (the parameter, buffer and child tables) are checked all at once.
+        is_dict = list(map(_DICTS.__contains__, map(type, self.full)))
+        self.tables = list(compress(self.full, is_dict))
+        tables = list(compress(self.copies, is_dict))
+        self.table_keys = list(chain.from_iterable(tables))
+        self.table_values = list(chain.from_iterable(map(dict.values, tables)))
+        self.table_sizes = list(map(len, tables))
+        self.others = [(value, kept) for value, kept, d in zip(self.full, self.copies, is_dict) if not d]
+        # Plain tensors, alone or first in a tuple; isinstance(x, Tensor) runs Python code
+        # per call, so it is asked once per type.
+        tuples = list(compress(self.values, map(_IS, kinds, repeat(tuple))))
+        tuples = list(compress(tuples, tuples))
+        firsts = list(map(type, map(_FIRST, tuples)))
+        tensors = {kind for kind in {*kinds, *firsts} if issubclass(kind, torch.Tensor)}
+        plain = [*compress(self.values, map(tensors.__contains__, kinds)),
+                 *(t for held in compress(tuples, map(tensors.__contains__, firsts))
+                   for t in held if isinstance(t, torch.Tensor))]
+        self.tensors = _tensors(plain)
 
     def restore(self) -> None:
-        for kept in self.modules:
-            _put_back(kept)
-        for kept in self.tensors:
-            _put_back_tensor(kept)
+        """Put back whatever differs from the snapshot; each part is checked at C speed
+        first, and walked object by object only when that check finds a change."""
+        modules = self.modules
+        if list(map(type, modules)) != self.classes:
+            for module, cls in zip(modules, self.classes):
+                if module.__class__ is not cls:
+                    module.__class__ = cls
+        if list(map(len, map(vars, modules))) != self.sizes or list(chain.from_iterable(map(vars, modules))) != self.keys \
+                or not all(map(_IS, chain.from_iterable(map(dict.values, map(vars, modules))), self.values)):
+            for module, attrs in zip(modules, self.dicts):
+                now = vars(module)
+                if now.keys() != attrs.keys() or not all(map(_IS, now.values(), attrs.values())):
+                    now.clear()
+                    now.update(attrs)
+        if any(self.empty):
+            for value in self.empty:
+                value.clear()
+        if list(map(len, self.tables)) != self.table_sizes or list(chain.from_iterable(self.tables)) != self.table_keys \
+                or not all(map(_IS, chain.from_iterable(map(dict.values, self.tables)), self.table_values)):
+            for value, kept in zip(self.full, self.copies):
+                if not _same(value, kept):
+                    _refill(value, kept)
+        for value, kept in self.others:
+            if not _same(value, kept):
+                _refill(value, kept)
+        for t, requires_grad, grad, version, copy in self.tensors:
+            if t.requires_grad is not requires_grad and t.is_leaf:
+                t.requires_grad_(requires_grad)
+            if grad is not _NO_GRAD and t.grad is not grad:
+                t.grad = grad
+            if copy is not None and _written(t, version, copy):
+                with torch.no_grad():
+                    t.copy_(copy)
+
+
+_NO_GRAD = object()  # a non-leaf's grad: not its own, never read
 
 
 @contextmanager
 def preserved(model: nn.Module, modules: list[nn.Module] | None = None) -> Iterator[None]:
     """Run the block, then put ``model`` back as it was, however the block ends.
 
-    ``modules`` is every module of ``model`` once, when already at hand.
+    ``modules`` is every module of ``model`` once, when already at hand. Within a block
+    that already preserves ``model`` (a trace inside an analysis), the model is as that
+    block's snapshot found it, so that snapshot is restored again rather than a new one
+    taken.
     """
+    open_now = _OPEN.get()
+    outer = open_now.get(id(model))
+    if outer is not None:
+        try:
+            yield
+        finally:
+            outer.restore()
+        return
     snapshot = Snapshot(_unique(model) if modules is None else modules)
+    token = _OPEN.set({**open_now, id(model): snapshot})
     try:
         yield
     finally:
+        _OPEN.reset(token)
         snapshot.restore()
 
 
@@ -113,97 +181,51 @@ def keeps_model(entry: F) -> F:
 
 def _unique(model: nn.Module) -> list[nn.Module]:
     """Every module reachable from ``model``, once, shared and repeated ones included."""
-    seen: dict[int, nn.Module] = {}
+    seen: dict[int, nn.Module] = {id(model): model}
     stack = [model]
     while stack:
-        module = stack.pop()
-        if id(module) in seen:
-            continue
-        seen[id(module)] = module
-        stack.extend(child for child in module._modules.values() if child is not None)
+        for child in stack.pop()._modules.values():
+            if child is not None and id(child) not in seen:
+                seen[id(child)] = child
+                stack.append(child)
     return list(seen.values())
 
 
-def _take(module: nn.Module) -> _Module:
-    attrs = dict(vars(module))
-    containers = [_Container(value, tuple(value), tuple(value.values()) if isinstance(value, dict) else ())
-                  for value in attrs.values() if type(value) in _CONTAINERS or isinstance(value, dict)]
-    return _Module(module, type(module), attrs, containers)
-
-
-_CONTAINERS = (list, dict, set)
-
-
-def _tensors(modules: list[nn.Module], registered: set[int]) -> list[_Tensor]:
-    found: dict[int, _Tensor] = {}
-    for module in modules:
-        for kind in (module._parameters, module._buffers):
-            for t in kind.values():
-                if t is not None and id(t) not in found:
-                    found[id(t)] = _Tensor(t, t.requires_grad, _grad(t), t._version, None)
-        for value in vars(module).values():
-            for t in _plain(value):
-                if id(t) not in found and id(t) not in registered:
-                    found[id(t)] = _Tensor(t, t.requires_grad, _grad(t), t._version, _copy(t))
+def _tensors(plain: list[torch.Tensor]) -> list[tuple[Any, ...]]:
+    """(tensor, requires_grad, grad, version, copy of its values) for each plain tensor."""
+    found: dict[int, tuple[Any, ...]] = {}
+    for t in plain:
+        if id(t) not in found:
+            found[id(t)] = (t, t.requires_grad, t.grad if t.is_leaf else _NO_GRAD, torchapi.version(t), _copy(t))
     return list(found.values())
 
 
-def _grad(t: torch.Tensor) -> torch.Tensor | None:
-    # Only a leaf has a .grad of its own; asking a non-leaf warns in the user's log.
-    return t.grad if t.is_leaf else None
-
-
-def _plain(value: Any) -> tuple[torch.Tensor, ...]:
-    """The tensors a plain attribute holds: itself, or the items of a list or tuple of them."""
-    if isinstance(value, torch.Tensor):
-        return (value,)
-    if type(value) in (list, tuple) and value and isinstance(value[0], torch.Tensor):
-        return tuple(v for v in value if isinstance(v, torch.Tensor))
-    return ()
+def _written(t: torch.Tensor, version: int | None, copy: torch.Tensor) -> bool:
+    if version is None:
+        return not torch.equal(t.detach(), copy)
+    return torchapi.version(t) != version
 
 
 def _copy(t: torch.Tensor) -> torch.Tensor | None:
     """A copy of a plain tensor's values; none for meta (no values) or uninitialised ones."""
-    if t.is_meta or isinstance(t, nn.parameter.UninitializedTensorMixin):
+    if t.is_meta or isinstance(t, UninitializedTensorMixin):
         return None
     with torch.no_grad():
         return t.detach().clone()
 
 
-def _put_back(kept: _Module) -> None:
-    module = kept.module
-    if type(module) is not kept.cls:
-        module.__class__ = kept.cls
-    now = vars(module)
-    if len(now) != len(kept.attrs) or not all(map(_IS, now.values(), kept.attrs.values())) \
-            or list(now) != list(kept.attrs):
-        now.clear()
-        now.update(kept.attrs)
-    for container in kept.containers:
-        _refill(container)
-
-
-def _refill(kept: _Container) -> None:
-    value = kept.value
+def _same(value: Any, kept: Any) -> bool:
+    """A container holds the objects it held (same keys, same objects, same order)."""
     if isinstance(value, dict):
-        if tuple(value) == kept.keys and all(map(_IS, value.values(), kept.items)):
-            return
-        value.clear()
-        value.update(zip(kept.keys, kept.items))
-    elif isinstance(value, list):
-        if len(value) != len(kept.keys) or not all(map(_IS, value, kept.keys)):
-            value[:] = kept.keys
-    elif value != set(kept.keys):
-        value.clear()
-        value.update(kept.keys)
+        return list(value) == list(kept) and all(map(_IS, value.values(), kept.values()))
+    if isinstance(value, list):
+        return len(value) == len(kept) and all(map(_IS, value, kept))
+    return value == kept
 
 
-def _put_back_tensor(kept: _Tensor) -> None:
-    t = kept.tensor
-    if t.requires_grad != kept.requires_grad and t.is_leaf:
-        t.requires_grad_(kept.requires_grad)
-    if t.is_leaf and t.grad is not kept.grad:
-        t.grad = kept.grad
-    if kept.copy is not None and t._version != kept.version:
-        with torch.no_grad():
-            t.copy_(kept.copy)
+def _refill(value: Any, kept: Any) -> None:
+    if isinstance(value, list):
+        value[:] = kept
+    else:
+        value.clear()
+        value.update(kept)

@@ -51,6 +51,12 @@ class DispatchMode(TorchDispatchMode):
         return False
 
 
+def version(t: torch.Tensor) -> int | None:
+    """The tensor's version counter (bumped by every in-place write), or None where a
+    release has none: the caller then compares values instead (slower, never wrong)."""
+    return getattr(t, "_version", None)
+
+
 def is_compiled(module: nn.Module) -> bool:
     """A ``torch.compile`` wrapper (torch._dynamo's OptimizedModule)."""
     return type(module).__name__ == "OptimizedModule" and isinstance(getattr(module, "_orig_mod", None), nn.Module)

@@ -261,23 +261,25 @@ class Tracer:
 
 
 def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode = "eval",
-          walked: Walk | None = None, origin: Location | None = None) -> TraceResult:
+          walked: Walk | None = None, origin: Location | None = None, keep: bool = False) -> TraceResult:
     """Trace on the meta device; fall back to CPU when the forward reads tensor values.
     ``walked`` is ``walk(model)``, when already at hand; ``origin`` is where a container
-    model was created (a factory's ``return nn.Sequential(...)``), to locate its items."""
+    model was created (a factory's ``return nn.Sequential(...)``), to locate its items.
+    The model is put back as it was after the trace, unless ``keep``: only for shapecheck's
+    own copy, a lazy twin whose sizes the trace is there to infer."""
     walked = walk(model) if walked is None else walked
     try:
-        return _run(model, inputs, batch, mode, "meta", walked, origin)
+        return _run(model, inputs, batch, mode, "meta", walked, origin, keep)
     except NeedsValues:
         pass
     try:
-        return _run(model, inputs, batch, mode, "cpu", walked, origin)
+        return _run(model, inputs, batch, mode, "cpu", walked, origin, keep)
     except NeedsValues as exc:  # a private signal: never the API's exception
         raise RuntimeError(f"the forward needs real values, and its run on CPU failed too: {exc}") from exc
 
 
 def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
-         device: Literal["meta", "cpu"], walked: Walk, origin: Location | None) -> TraceResult:
+         device: Literal["meta", "cpu"], walked: Walk, origin: Location | None, keep: bool) -> TraceResult:
     tree = walked.tree
     names: dict[int, str] = {}  # as rows show them
     real: dict[int, str] = {}  # as the rules know them
@@ -291,7 +293,7 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     try:
         # tracer.module_call sees this context's module calls; other threads see torch's own.
         with patches.module_calls(tracer.module_call), patches.module_fetches(tracer.fetch), \
-                in_mode(model, mode, tree), torch.no_grad(), \
+                in_mode(model, mode, tree, preserve=not keep), torch.no_grad(), \
                 FunctionMode(tracer, device), FlopMode(tracer):
             out = call_with(model, weights, tree, xs, named)
     except _Abort:

@@ -39,17 +39,28 @@ def real_input(spec_text: str, batch: int = 2) -> torch.Tensor:
     return torch.randint(0, 5, spec.batched(batch), dtype=spec.dtype)
 
 
+def copy_of(model: nn.Module, make: Any) -> nn.Module:
+    """A deep copy; for lazy layers, whose uninitialised weights torch cannot copy, the same
+    seeded build again."""
+    try:
+        return copy.deepcopy(model)
+    except ValueError:
+        return make()
+
+
 def assert_untouched(model: nn.Module, before: dict[str, Any], twin: nn.Module, spec: str) -> None:
     """The fingerprint is as it was, and a real forward gives what the copy taken before gives."""
     assert changes(before, fingerprint(model)) == []
     x = real_input(spec)
     with torch.no_grad():  # a graph would stay behind in spectral_norm's weight, which cannot be copied
         try:
+            torch.manual_seed(2)  # a lazy layer draws its weights in its first forward
             expected = twin(x)
         except Exception as exc:  # noqa: BLE001 - the broken model: both must fail alike
             with pytest.raises(type(exc)):
                 model(x)
             return
+        torch.manual_seed(2)
         assert torch.equal(model(x), expected)
 
 
@@ -58,7 +69,7 @@ def assert_untouched(model: nn.Module, before: dict[str, Any], twin: nn.Module, 
 def test_analyze_with_a_spec_leaves_every_pattern_as_it_was(pattern: str, mode: str) -> None:
     make, spec = PATTERNS[pattern]
     model = make()
-    before, twin = fingerprint(model), copy.deepcopy(model)
+    before, twin = fingerprint(model), copy_of(model, make)
     shapecheck.analyze(model, spec, mode=mode)
     assert_untouched(model, before, twin, spec)
 
@@ -67,7 +78,7 @@ def test_analyze_with_a_spec_leaves_every_pattern_as_it_was(pattern: str, mode: 
 def test_analyze_with_real_tensors_leaves_every_pattern_as_it_was(pattern: str) -> None:
     make, spec = PATTERNS[pattern]
     model = make()
-    before, twin = fingerprint(model), copy.deepcopy(model)
+    before, twin = fingerprint(model), copy_of(model, make)
     shapecheck.analyze(model, real_input(spec, batch=3), mode="train")
     assert_untouched(model, before, twin, spec)
 
@@ -138,7 +149,7 @@ def test_the_analysis_raising_midway_leaves_the_model_as_it_was(monkeypatch: pyt
 def test_assert_shapes_leaves_the_model_as_it_was(pattern: str) -> None:
     make, spec = PATTERNS[pattern]
     model = make()
-    before, twin = fingerprint(model), copy.deepcopy(model)
+    before, twin = fingerprint(model), copy_of(model, make)
     shapecheck.assert_shapes(model, spec)
     assert_untouched(model, before, twin, spec)
 
@@ -147,7 +158,7 @@ def test_assert_shapes_leaves_the_model_as_it_was(pattern: str) -> None:
 def model_and_print(request: pytest.FixtureRequest) -> tuple[nn.Module, dict[str, Any], nn.Module, str]:
     make, spec = PATTERNS[request.param]
     model = make()
-    return model, fingerprint(model), copy.deepcopy(model), spec
+    return model, fingerprint(model), copy_of(model, make), spec, make
 
 
 @pytest.fixture
@@ -160,20 +171,23 @@ def model(model_and_print: tuple) -> nn.Module:
                                              "BatchNorm in train mode"], indirect=True)
 def test_the_pytest_marker_leaves_the_model_as_it_was(model: nn.Module, model_and_print: tuple) -> None:
     # The marker's check ran before this body, on the same fixture value.
-    _, before, twin, spec = model_and_print
+    _, before, twin, spec, _ = model_and_print
     assert_untouched(model, before, twin, spec)
 
 
 def test_snapshots_leave_the_model_as_it_was(model_and_print: tuple, tmp_path: Path) -> None:
-    model, before, twin, spec = model_and_print
+    model, before, twin, spec, _ = model_and_print
     ShapeSnapshot(tmp_path, "snap", update=True).assert_match(model, spec)
     ShapeSnapshot(tmp_path, "snap", update=False).assert_match(model, spec)
     assert_untouched(model, before, twin, spec)
 
 
 def test_checkpoint_reconciliation_leaves_the_model_as_it_was(model_and_print: tuple, tmp_path: Path) -> None:
-    model, before, twin, spec = model_and_print
-    shapecheck.analyze(model, spec, checkpoint=copy.deepcopy(twin).state_dict())
+    model, before, twin, spec, make = model_and_print
+    trained = make()
+    with torch.no_grad():
+        trained(real_input(spec))  # lazy layers get their sizes, as a trained checkpoint has them
+    shapecheck.analyze(model, spec, checkpoint=trained.state_dict())
     assert_untouched(model, before, twin, spec)
 
 
@@ -181,7 +195,7 @@ def test_checkpoint_reconciliation_leaves_the_model_as_it_was(model_and_print: t
 def test_sizes_and_its_checking_forwards_leave_the_model_as_it_was(pattern: str) -> None:
     make, spec = PATTERNS[pattern]
     model = make()
-    before, twin = fingerprint(model), copy.deepcopy(model)
+    before, twin = fingerprint(model), copy_of(model, make)
     solver = Solver(model, [parse_input(spec)], (3, None, None), mode="train")
     assert solver.solve(1, 64).accepted
     solver.sweep(4, 12)  # the forward sweep, on the meta twin
@@ -214,9 +228,9 @@ CLI_ARGS = {
 def test_every_cli_mode_leaves_the_model_instance_as_it_was(pattern: str, how: str, in_repo: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
     # file.py:name, where name is a model instance: analyzed as it is, in this process.
-    name, spec = stateful.instance_name(pattern), PATTERNS[pattern][1]
+    name, (make, spec) = stateful.instance_name(pattern), PATTERNS[pattern]
     model = getattr(stateful, name)
-    before, twin = fingerprint(model), copy.deepcopy(model)
+    before, twin = fingerprint(model), copy_of(model, make)
     code = cli.main([f"tests.fixtures.stateful:{name}", "--input", spec, *CLI_ARGS[how]])
     assert code == 0, capsys.readouterr()
     assert_untouched(model, before, twin, spec)
@@ -348,3 +362,69 @@ def test_generated_models_with_every_pattern_mixed_are_left_as_they_were(drawn: 
     before, twin = fingerprint(model), copy.deepcopy(model)
     shapecheck.analyze(model, "8", mode=mode)
     assert_untouched(model, before, twin, "8")
+
+
+# -- zoos nobody here wrote: a CI sample of benchmarks/untouched.py -----------------------
+def _zoo_model(source: str, name: str) -> tuple[nn.Module, str]:
+    torch.manual_seed(0)
+    if source == "torchvision":
+        import torchvision.models as tv
+
+        return tv.get_model(name, weights=None, **({"weights_backbone": None} if "rcnn" in name else {})), \
+            "[3x320x320]" if "rcnn" in name else "3x64x64"
+    if source == "timm":
+        import timm
+
+        model = timm.create_model(name, pretrained=False)
+        return model, "x".join(map(str, model.pretrained_cfg.get("input_size", (3, 224, 224))))
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
+
+    if name == "bert":
+        return BertModel(BertConfig(hidden_size=64, num_attention_heads=4, intermediate_size=128,
+                                    num_hidden_layers=2)), "16:int64"
+    return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=4)), "16:int64"
+
+
+ZOO_SAMPLE = [("torchvision", "resnet18"), ("torchvision", "mobilenet_v3_small"), ("torchvision", "squeezenet1_0"),
+              ("torchvision", "fasterrcnn_mobilenet_v3_large_320_fpn"), ("timm", "efficientnet_b0"),
+              ("timm", "convnext_atto"), ("timm", "vit_tiny_patch16_224"), ("timm", "resnest14d"),
+              ("hf", "bert"), ("hf", "gpt2")]
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize(("source", "name"), ZOO_SAMPLE)
+def test_real_weight_models_from_the_zoos_are_left_as_they_were(source: str, name: str, device: str) -> None:
+    model, spec = _zoo_model(source, name)
+    model.to(device)
+    first = next(model.parameters())
+    first.grad = torch.ones_like(first)  # as after a training step
+    before = fingerprint(model)
+    for mode in ("eval", "train"):
+        shapecheck.analyze(model, spec, mode=mode, batch=1)
+    assert changes(before, fingerprint(model)) == []
+
+
+# -- on a GPU: the device is part of the state -------------------------------------------
+@CUDA
+@pytest.mark.parametrize("pattern", [p for p in PATTERNS if p != "lazy layers"])
+def test_a_model_on_the_gpu_stays_there_untouched(pattern: str) -> None:
+    make, spec = PATTERNS[pattern]
+    model = make().cuda()
+    before, twin = fingerprint(model), copy.deepcopy(model)
+    for mode in ("eval", "train"):
+        shapecheck.analyze(model, spec, mode=mode)
+    shapecheck.analyze(model, real_input(spec).cuda(), mode="train")
+    assert changes(before, fingerprint(model)) == []
+    assert all(t.is_cuda for t in (*model.parameters(), *model.buffers()))
+    x = real_input(spec).cuda()
+    with torch.no_grad():
+        try:
+            expected = twin(x)
+        except Exception as exc:  # noqa: BLE001 - the broken model: both must fail alike
+            with pytest.raises(type(exc)):
+                model(x)
+            return
+        assert torch.equal(model(x), expected)
