@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from shapecheck.errors import UsageError
+from shapecheck.usercode import ModelExited, exit_call
 from shapecheck.render import FORMATS  # torch-free: the renderers load on use
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -185,15 +186,18 @@ def sizes(target: str, template: str, bounds: str | None, fmt: str, verbose: boo
     from shapecheck.sizes import Solver, parse_template
     from shapecheck.spec import parse_input
     from shapecheck.target import build, parse_target
+    from shapecheck.usercode import running
 
     shape, dtype = parse_template(template)
     if None not in shape:
         raise UsageError(f"--input {template}: mark the sizes to sweep with letters, e.g. 3xHxW")
     low, high = _bounds(bounds or "1..4096")
     spec = parse_input(tuple(d or low for d in shape), _dtype_or_none(dtype))
-    built = build(parse_target(target), verbose=verbose)
-    solver = Solver(built.model, [spec], shape, label=template.partition(":")[0])
-    result = solver.solve(low, high, fallback=None if bounds else (16, 512))
+    parsed = parse_target(target)
+    with running(parsed.path):  # the user's code: see shapecheck.usercode
+        built = build(parsed, verbose=verbose)
+        solver = Solver(built.model, [spec], shape, label=template.partition(":")[0])
+        result = solver.solve(low, high, fallback=None if bounds else (16, 512))
     click.echo(render(result, built.target.name, fmt), nl=False)
     return EXIT_CLEAN if result.accepted else EXIT_FINDINGS
 
@@ -233,13 +237,22 @@ def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) ->
             return EXIT_CLEAN  # the commit touches no model
         raise UsageError("nothing to check: list models under [[tool.shapecheck.models]] in pyproject.toml, "
                          "set shapecheck_input on a model class, or give TARGET --input (see shapecheck --help)")
-    reports = []
+    reports, unchecked = [], 0
     for model in selected:
         where, _, name = model.target.rpartition(":")
         located = str(found.root / where) if where.endswith(".py") else where
         target = parse_target(f"{_shown(located)}:{name}")
-        reports.append(pipeline.run(target, pipeline.options_for(model, found), verbose=verbose))
+        try:
+            reports.append(pipeline.run(target, pipeline.options_for(model, found), verbose=verbose))
+        except UsageError as exc:  # this model could not be checked: say so, and check the others
+            if verbose:
+                traceback.print_exc()
+            click.echo(f"shapecheck: error: {model.target}: {exc}", err=True)
+            unchecked += 1
     click.echo(formatter_all(fmt)(reports), nl=False)
+    if unchecked:  # never a success, whatever the others found and --exit-zero says
+        click.echo(f"shapecheck: {unchecked} of {len(selected)} model(s) could not be checked", err=True)
+        return EXIT_USAGE
     errors = sum(len(report.errors) for report in reports)
     return EXIT_FINDINGS if errors and not exit_zero else EXIT_CLEAN
 
@@ -322,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             traceback.print_exc()
         click.echo(f"shapecheck: error: {exc}", err=True)
+        return EXIT_USAGE
+    except (SystemExit, ModelExited) as exc:  # click never raises these here: the user's code did
+        click.echo(f"shapecheck: error: the model's code called {exit_call(exc)}; the check did not finish", err=True)
         return EXIT_USAGE
     except Exception as exc:  # a bug in shapecheck: still one line unless --verbose
         if verbose:

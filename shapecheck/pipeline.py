@@ -34,13 +34,15 @@ def run(target: Any, options: Options, *, verbose: bool = False, fresh: bool = F
     from shapecheck.analysis import analyze
     from shapecheck.render.numbers import size
     from shapecheck.target import build
+    from shapecheck.usercode import running
 
-    built = build(target, verbose=verbose, fresh=fresh)
-    report = analyze(built.model, list(options.inputs), name=built.target.name, path=built.target.path,
-                     origin=built.origin, batch=options.batch, output=options.output, mode=options.mode,
-                     select=options.select, ignore=options.ignore, max_params=options.max_params,
-                     max_macs=options.max_macs, max_activation_memory=options.max_activation_memory,
-                     checkpoint=options.checkpoint)
+    with running(target.path):  # the user's import, constructor and forward: see shapecheck.usercode
+        built = build(target, verbose=verbose, fresh=fresh)
+        report = analyze(built.model, list(options.inputs), name=built.target.name, path=built.target.path,
+                         origin=built.origin, batch=options.batch, output=options.output, mode=options.mode,
+                         select=options.select, ignore=options.ignore, max_params=options.max_params,
+                         max_macs=options.max_macs, max_activation_memory=options.max_activation_memory,
+                         checkpoint=options.checkpoint)
     if built.device == "cpu":
         memory = size(report.totals.param_bytes + report.totals.buffer_bytes)
         report = replace(report, notes=(*report.notes, f"the constructor needs real values, so the model was "

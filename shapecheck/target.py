@@ -21,6 +21,7 @@ from shapecheck.errors import UsageError
 from shapecheck.patches import collector_paused
 from shapecheck.report import Location
 from shapecheck.sources import display_path, factory_site, instance_site, is_user_file, traceback_location
+from shapecheck.usercode import ModelExited, describe
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ def build(target: Target, verbose: bool = False, fresh: bool = False) -> Built:
     _check_arguments(target, factory)
     try:
         model, device = construct(factory, *target.args, **target.kwargs)
+    except (SystemExit, ModelExited) as exc:
+        raise UsageError(describe(exc, f"constructing {target.name}", traceback_location(exc))) from None
     except Exception as exc:
         if verbose:
             raise
@@ -299,6 +302,8 @@ def _import_module(target: Target) -> ModuleType:
 def _guarded(target: Target, load_it: Any) -> ModuleType:
     try:
         return load_it()
+    except (SystemExit, ModelExited) as exc:
+        raise UsageError(describe(exc, f"importing {target.module}", traceback_location(exc))) from None
     except ModuleNotFoundError as exc:
         if not target.is_file and exc.name and target.module.startswith(exc.name):
             raise UsageError(

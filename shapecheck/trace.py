@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from shapecheck import memo, patches, recovery, sources, torchapi
+from shapecheck import memo, patches, recovery, sources, torchapi, usercode
 from shapecheck.freeze import Row, freeze, output_names, touched_names
 from shapecheck.interception import FlopMode, FunctionMode
 from shapecheck.memo import Memo
@@ -133,6 +133,11 @@ class Tracer:
         except Exception as exc:
             raise_if_needs_values(exc)
             out = self._recover_module(index, call, module, args, kwargs, exc)
+        except BaseException as exc:  # sys.exit() in the forward: a finding, never the end of the check
+            if usercode.escapes(exc):
+                raise
+            self._fail(index, "code", exc, sources.traceback_location(exc), None, recovered=False)
+            raise _Abort from exc
         with torchapi.no_torch_function():
             self.close(index, out)
         return out
@@ -211,13 +216,16 @@ class Tracer:
         finally:
             self.suspended = False
 
-    def _fail(self, index: int | None, kind: Literal["shape", "code"], exc: Exception,
+    def _fail(self, index: int | None, kind: Literal["shape", "code"], exc: BaseException,
               location: Location | None, expected: Shape | None, recovered: bool,
               how: str = "declared") -> None:
         if index is not None:
             self.rows[index].failed = True
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        self.failures.append(Failure(index, kind, type(exc).__name__, message, location,
+        name = type(exc).__name__
+        if usercode.exit_call(exc):
+            name, message = "SystemExit", f"the forward called {usercode.exit_call(exc)}, which would end the process"
+        self.failures.append(Failure(index, kind, name, message, location,
                                      expected, recovered, how))
 
     # -- functional ops -----------------------------------------------------------------

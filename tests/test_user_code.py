@@ -1,0 +1,109 @@
+"""The user's code may exit, print or parse sys.argv; none of it may make a check read as
+passed (shapecheck.usercode). The fixtures in tests/fixtures/careless are written as a
+careless user writes them."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shapecheck import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+CARELESS = "tests/fixtures/careless"
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("file", "line", "call", "doing"), [
+    ("exit_at_import.py", 18, "sys.exit(0)", "importing"),
+    ("exit_in_init.py", 10, "sys.exit(0)", "constructing Net"),
+    ("os_exit_at_import.py", 15, "os._exit(0)", "importing"),
+])
+def test_an_exit_while_loading_is_a_usage_error_at_its_line(file: str, line: int, call: str, doing: str,
+                                                            in_repo: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, err = run_cli([f"{CARELESS}/{file}:Net", "--input", "8"], capsys)
+    assert code == 2
+    assert f"{CARELESS}/{file}:{line}" in err and doing in err and f"called {call}" in err
+    assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize(("file", "call"), [("exit_in_forward.py", "sys.exit(0)"),
+                                            ("os_exit_in_forward.py", "os._exit(0)")])
+def test_an_exit_in_the_forward_is_a_finding_at_its_line(file: str, call: str, in_repo: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    code, out, err = run_cli([f"{CARELESS}/{file}:Net", "--input", "8"], capsys)
+    assert code == 1
+    finding = next(line for line in out.splitlines() if "SHP008" in line)
+    assert finding.startswith(f"{CARELESS}/{file}:") and f"called {call}" in finding
+
+
+def test_os_exit_is_put_back_after_the_command(in_repo: Path, capsys: pytest.CaptureFixture) -> None:
+    real = os._exit
+    run_cli([f"{CARELESS}/os_exit_in_forward.py:Net", "--input", "8"], capsys)
+    assert os._exit is real and sys.argv[0] != f"{CARELESS}/os_exit_in_forward.py"
+
+
+def test_the_models_prints_go_to_stderr_and_json_stays_valid(in_repo: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, err = run_cli([f"{CARELESS}/prints.py:Net", "--input", "8", "--format", "json"], capsys)
+    assert code == 0
+    assert json.loads(out)["model"]["name"] == "Net"
+    assert "loading model definitions..." in err and "building Net" in err and "x:" in err
+    assert sys.stdout is sys.__stdout__ or "loading" not in out
+
+
+def test_project_mode_checks_every_model_and_never_reads_as_passed_when_one_exits(tmp_path: Path) -> None:
+    """A real `shapecheck project` process, as pre-commit runs it: a broken model beside
+    models that exit (sys.exit and os._exit, at import and in forward) and one that prints."""
+    for file in ("broken.py", "exit_at_import.py", "os_exit_in_forward.py", "os_exit_at_import.py", "prints.py"):
+        (tmp_path / file).write_text((ROOT / CARELESS / file).read_text())
+    (tmp_path / "pyproject.toml").write_text("""
+[[tool.shapecheck.models]]
+target = "broken.py:Net"
+input = "3x64x64"
+[[tool.shapecheck.models]]
+target = "exit_at_import.py:Net"
+input = "8"
+[[tool.shapecheck.models]]
+target = "os_exit_in_forward.py:Net"
+input = "8"
+[[tool.shapecheck.models]]
+target = "os_exit_at_import.py:Net"
+input = "8"
+[[tool.shapecheck.models]]
+target = "prints.py:Net"
+input = "8"
+""")
+    result = subprocess.run([sys.executable, "-m", "shapecheck.cli", "project", "--format", "json"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    reports = {Path(r["model"]["path"]).name: r for r in json.loads(result.stdout)}
+    assert set(reports) == {"broken.py", "os_exit_in_forward.py", "prints.py"}
+    assert [f["code"] for f in reports["broken.py"]["findings"] if f["severity"] == "error"] == ["SHP001"]
+    assert any("os._exit(0)" in f["message"] for f in reports["os_exit_in_forward.py"]["findings"])
+    assert "exit_at_import.py:18:5: importing exit_at_import.py called sys.exit(0)" in result.stderr
+    assert "os_exit_at_import.py:15:1: importing os_exit_at_import.py called os._exit(0)" in result.stderr
+    assert "2 of 5 model(s) could not be checked" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_script_that_parses_its_arguments_at_import_sees_only_its_own_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "train.py").write_text(
+        "import argparse\nimport torch.nn as nn\n"
+        "parser = argparse.ArgumentParser()\nparser.add_argument('--epochs', type=int, default=3)\n"
+        "args = parser.parse_args()\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(8, args.epochs)\n    def forward(self, x):\n        return self.fc(x)\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["train.py:Net", "--input", "8", "--format", "json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["outputs"] == [[2, 3]]
