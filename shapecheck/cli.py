@@ -130,10 +130,11 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
         select=known(_split(select), "--select"), ignore=known(_split(ignore), "--ignore"),
         max_params=max_params, max_macs=max_macs, max_activation_memory=max_activation_memory,
         checkpoint=checkpoint)
-    run = partial(pipeline.run, parse_target(target), options, verbose=verbose)
+    parsed = parse_target(target)
+    run = partial(pipeline.run, parsed, options, verbose=verbose)
     if diff:
-        return _diff(run())
-    report = _fix(run) if fix_files else run()
+        return _diff(run(), parsed.path)
+    report = _fix(run, parsed.path) if fix_files else run()
     text = formatter(fmt)(report, depth=depth, show_source=show_source, explain=explain,
                           functions=not no_functional)
     if output_file is not None:
@@ -145,25 +146,41 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
     return EXIT_FINDINGS if report.errors and not exit_zero else EXIT_CLEAN
 
 
-def _fix(run: Any) -> Any:
+def _fix(run: Any, target: str | None) -> Any:
     from shapecheck import fix
 
     def log(change: Any) -> None:
         click.echo(f"{change.path}: fixed {len(change.applied)}: "
                    + "; ".join(f"line {f.line}: {f}" for f in change.applied), err=True)
 
-    return fix.until_clean(run, log)
+    roots = fix.project_roots(target)
+    report = fix.until_clean(run, log, roots)
+    _outside(report, roots)
+    return report
 
 
-def _diff(report: Any) -> int:
+def _outside(report: Any, roots: tuple[str, ...]) -> list[Any]:
+    """Findings whose fix is in a file outside the project: said, never written."""
     from shapecheck import fix
 
-    changes = fix.plan(report.findings)
+    outside = [f for f in report.findings if f.fix is not None and not fix.inside(f.fix.path, roots)]
+    for finding in outside:
+        click.echo(f"not fixed: {finding.fix.path} is outside the project ({', '.join(roots)}): "
+                   f"{finding.code} {finding.message}", err=True)
+    return outside
+
+
+def _diff(report: Any, target: str | None) -> int:
+    from shapecheck import fix
+
+    roots = fix.project_roots(target)
+    changes = fix.plan(report.findings, roots)
     for change in changes:
         click.echo(change.diff(), nl=False)
-    unfixed = [f for f in report.findings if f.severity == "error" and f.fix is None]
+    unfixed = [f for f in report.findings if f.severity == "error" and f.fix is None] + _outside(report, roots)
     for finding in unfixed:
-        click.echo(f"not fixable: {finding.code} {finding.message}", err=True)
+        if finding.fix is None:
+            click.echo(f"not fixable: {finding.code} {finding.message}", err=True)
     if not changes and not unfixed:
         click.echo("nothing to change: " + (f"no finding has a fix ({len(report.findings)} finding(s), no error)"
                                             if report.findings else "no finding"), err=True)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 import re
 import tokenize
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from shapecheck.files import replace_atomically
+from shapecheck import files
+from shapecheck.errors import UsageError
 from shapecheck.report import Finding, Fix, Layer, Report, Shape
 from shapecheck.sources import Argument, Span, forget, method_call
 
@@ -92,16 +94,21 @@ def _text_of(span: Span) -> str | None:
 ROUNDS = 5
 
 
-def until_clean(run: Callable[..., Report], log: Callable[[Change], None]) -> Report:
+def until_clean(run: Callable[..., Report], log: Callable[[Change], None], roots: tuple[str, ...]) -> Report:
     """Analyze, write every fix, analyze the rewritten files again; repeat while fixes apply.
 
-    ``run(fresh=True)`` must import the user's files anew.
+    ``run(fresh=True)`` must import the user's files anew. Only files under ``roots``
+    (``project_roots``) are written; a read-only one stops the run before any is.
     """
     report = run()
     for _ in range(ROUNDS):
-        changes = plan(report.findings)
+        changes = plan(report.findings, roots)
         if not changes:
             break
+        for change in changes:
+            if files.read_only(change.path):
+                raise UsageError(f"{change.path} is read-only; --fix leaves it as it is: make it writable, "
+                                 "or apply the fix by hand (--diff shows it)")
         for change in changes:
             write(change)
             log(change)
@@ -122,11 +129,12 @@ class Change:
             fromfile=f"a/{self.path}", tofile=f"b/{self.path}"))
 
 
-def plan(findings: Iterable[Finding]) -> list[Change]:
-    """One Change per file: every fix whose text is still in place, last position first."""
+def plan(findings: Iterable[Finding], roots: tuple[str, ...]) -> list[Change]:
+    """One Change per file under ``roots``: every fix whose text is still in place."""
     by_path: dict[str, list[Fix]] = defaultdict(list)
     for finding in findings:
-        if finding.fix is not None and finding.fix not in by_path[finding.fix.path]:
+        if finding.fix is not None and finding.fix not in by_path[finding.fix.path] \
+                and inside(finding.fix.path, roots):
             by_path[finding.fix.path].append(finding.fix)
     changes = []
     for path, fixes in sorted(by_path.items()):
@@ -135,6 +143,30 @@ def plan(findings: Iterable[Finding]) -> list[Change]:
         if applied:
             changes.append(Change(path, before, after, applied))
     return changes
+
+
+def project_roots(target: str | None) -> tuple[str, ...]:
+    """The folders whose files --fix may change: the git work tree and the folder of the
+    nearest pyproject.toml above the working directory, and the target file's folder. A
+    package installed elsewhere (on PYTHONPATH, in another environment) is not the project."""
+    here = os.path.abspath(os.getcwd())
+    roots = [os.path.dirname(os.path.abspath(target))] if target else []
+    folder = here
+    while True:
+        if os.path.exists(os.path.join(folder, "pyproject.toml")) or os.path.exists(os.path.join(folder, ".git")):
+            roots.append(folder)
+            break
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            roots.append(here)  # no project marker above: the working directory is the project
+            break
+        folder = parent
+    return tuple(os.path.realpath(root) for root in roots)
+
+
+def inside(path: str, roots: tuple[str, ...]) -> bool:
+    real = os.path.realpath(path)
+    return any(os.path.commonpath([real, root]) == root for root in roots)
 
 
 def apply(text: str, fixes: Iterable[Fix]) -> tuple[str, tuple[Fix, ...]]:
@@ -160,11 +192,12 @@ def read(path: str) -> tuple[str, str, bytes]:
 
 
 def write(change: Change) -> None:
-    """Atomically replace the file, keeping its encoding, line endings and permissions."""
+    """Rewrite the file (``files.write``: through a link, keeping hard links, owner and
+    mode), in its encoding and line endings, if it still holds what the analysis read."""
     _, encoding, raw = read(change.path)
     if raw.decode(encoding) != change.before:
-        raise OSError(f"{change.path} changed while shapecheck was fixing it; nothing written")
-    replace_atomically(change.path, change.after.encode(encoding), like=change.path)
+        raise UsageError(f"{change.path} changed while shapecheck was fixing it; nothing written to it")
+    files.write(change.path, change.after.encode(encoding))
 
 
 def _offset(text: str, line: int, column: int) -> int:
