@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from shapecheck import files
 from shapecheck.errors import UsageError
 from shapecheck.report import Finding, Fix, Layer, Report, Shape
-from shapecheck.sources import Argument, Span, forget, method_call
+from shapecheck.sources import Argument, Span, forget, method_call, parse_expression
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -65,7 +65,7 @@ def add_import(path: str, statement: str) -> Fix | str:
 
 
 def _styled(old: str, received: int, shape: Shape) -> str:
-    tree = ast.parse(old, mode="eval").body
+    tree = parse_expression(old)
     dims = shape[1:] if len(shape) > 2 else ()
     if isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Mult) and dims:
         spaced = re.search(r"\s\*\s", old) is not None

@@ -62,9 +62,10 @@ class Layer:
         return dict(self.written).get(key)
 
     def written_as(self, key: str) -> str | None:
-        """How the author wrote parameter ``key``: ``"20 * 12 * 12"``."""
+        """How the author wrote parameter ``key``: ``"20 * 12 * 12"``, on one line however
+        the source wraps it."""
         found = self.argument(key)
-        return found.text if found is not None else None
+        return " ".join(found.text.split()) if found is not None else None
 
 
 @dataclass(frozen=True)

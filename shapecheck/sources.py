@@ -514,14 +514,20 @@ def _method_calls(path: str) -> dict[tuple[int, int, str], tuple[_Range, tuple[_
     return calls
 
 
+def parse_expression(text: str) -> ast.expr | None:
+    """The expression an argument's source span holds, or None. Parsed in parentheses, as it
+    stood inside the call's: a span may run over several lines (``20\n * 12 * 12``)."""
+    try:
+        return ast.parse(f"({text}\n)", mode="eval").body
+    except SyntaxError:
+        return None
+
+
 def names_a_constant(location: Location, text: str) -> bool:
     """``text`` (``BATCH``, ``bs``, ``self.batch_size``) is only ever assigned an integer literal
     in the file of ``location``: a number in disguise."""
     path = _real_path(location.path)
-    try:
-        node = ast.parse(text, mode="eval").body
-    except SyntaxError:
-        return False
+    node = parse_expression(text)
     if path is None or not isinstance(node, ast.Name | ast.Attribute):
         return False
     values = _assigned(path).get(ast.unparse(node), ())

@@ -155,3 +155,17 @@ def test_fix_in_a_sibling_module_is_seen_by_the_re_analysis(tmp_path, monkeypatc
     assert "nn.Linear(20 * 13 * 13, 10)" in (tmp_path / "sibling_layers.py").read_text()
     err = capsys.readouterr().err
     assert err.count("fixed") == 1 and "SHP001" not in capsys.readouterr().out
+
+
+def test_an_argument_wrapped_over_lines_is_reported_on_one_line_and_fixed(tmp_path, monkeypatch, capsys):
+    # Black-style wrapping puts an operator at a line start: parsed alone, that is an IndentationError.
+    monkeypatch.chdir(tmp_path)
+    source = ("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+              "        self.fc = nn.Linear(\n            20\n            * 12 * 12,\n            50)\n\n"
+              "    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
+    (tmp_path / "wrapped.py").write_text(source)
+    assert main(["wrapped.py:Net", "--input", "20x13x13"]) == 1
+    finding = next(line for line in capsys.readouterr().out.splitlines() if "SHP001" in line)
+    assert "in_features=2880 (20 * 12 * 12) but receives 3380" in finding
+    assert main(["wrapped.py:Net", "--input", "20x13x13", "--fix"]) == 0
+    assert (tmp_path / "wrapped.py").read_text() == source.replace("20\n            * 12 * 12", "20 * 13 * 13")

@@ -10,6 +10,7 @@ from shapecheck.report import Finding, Layer
 from shapecheck.rules import registry as r
 from shapecheck.rules.context import Context, factors, repair, shape_text
 from shapecheck.sizes import ranges
+from shapecheck.sources import parse_expression
 from shapecheck.trace import Failure
 
 # Names that a forward commonly uses without importing them, and the import that fixes it.
@@ -141,15 +142,14 @@ def _linear_message(ctx: Context, layer: Layer) -> str:
 
 def _evaluates_to(expression: str, value: int) -> bool:
     """Integer arithmetic that equals ``value``; an expression of names cannot be checked."""
-    try:
-        tree = ast.parse(expression, mode="eval")
-    except SyntaxError:
+    tree = parse_expression(expression)
+    if tree is None:
         return False
-    if not all(isinstance(n, ast.Expression | ast.BinOp | ast.UnaryOp | ast.Constant | ast.operator | ast.unaryop)
+    if not all(isinstance(n, ast.BinOp | ast.UnaryOp | ast.Constant | ast.operator | ast.unaryop)
                for n in ast.walk(tree)):
         return False
     try:
-        return eval(compile(tree, "<in_features>", "eval"), {"__builtins__": {}}) == value  # literals only
+        return eval(compile(ast.Expression(tree), "<in_features>", "eval"), {"__builtins__": {}}) == value  # literals only
     except (ArithmeticError, TypeError):
         return False
 
