@@ -270,3 +270,35 @@ def test_output_file_errors_are_one_line_usage_errors(in_repo, tmp_path, capsys)
     assert main(["examples/quiz_a.py:Net", "-i", "3x64x64", "--output-file", str(target)]) == 0
     assert capsys.readouterr().out == "" and target.read_text().startswith("Net (examples/quiz_a.py)")
     assert [p.name for p in tmp_path.iterdir()] == ["report.txt"]  # no temporary file left
+
+
+MARKUP_NET = """import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(8 * 30 * 30, 2)  # COMMENT
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+"""
+
+
+@pytest.mark.parametrize("comment", ["<!-- <script> alert(1) </script> -->", "</script><script>alert(2)</script>"])
+def test_markup_in_a_source_comment_stays_text_and_the_picture_draws(comment, tmp_path, monkeypatch, browser):
+    monkeypatch.chdir(tmp_path)
+    name = f"markup_{len(comment)}"  # one file name per case: the source readers cache by path
+    (tmp_path / f"{name}.py").write_text(MARKUP_NET.replace("COMMENT", comment))
+    page = tmp_path / "markup.html"
+    assert main([f"{name}.py:Net", "-i", "3x64x64", "--format", "html", "--output-file", str(page)]) == 1
+    data = re.search(r'<script type="application/json" class="sc-data">(.*?)</script>', page.read_text()).group(1)
+    assert "<" not in data
+    assert comment in json.dumps(json.loads(data), ensure_ascii=False)  # kept, as text
+    browser.open(page)
+    assert browser.errors == []
+    assert browser.evaluate(BLOCKS) == 3  # conv, flatten, fc: the picture drew
+    callouts = browser.evaluate("[...document.querySelectorAll('.sc-callout')].map(c => c.innerText)")
+    assert comment in callouts[0]
+    assert browser.evaluate("document.querySelectorAll('script').length") == 2  # the data and the view, no more

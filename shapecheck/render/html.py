@@ -37,7 +37,7 @@ def render_all(reports: list[Report], **_: Any) -> str:
 def fragment(report: Report) -> str:
     """The report as one ``<div>``, its style and script inside: a page's body, or a notebook cell's output."""
     data = _data(report)
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # no early </script>
+    payload = script_safe(json.dumps(data, separators=(",", ":")))
     ident = "shapecheck-" + hashlib.sha1(payload.encode()).hexdigest()[:12]
     errors = len(report.errors)
     return "\n".join([
@@ -63,6 +63,14 @@ def fragment(report: Report) -> str:
         f'function (e) {{ return !e.getAttribute("data-ready"); }})[0]);</script>',
         "</div>",
     ])
+
+
+def script_safe(payload: str) -> str:
+    """JSON that a ``<script>`` element cannot end early. In a script's data, ``</script``
+    closes it, and ``<!--`` followed by ``<script`` makes the parser look for a second
+    ``</script>``, swallowing the rest of the page. JSON strings may spell ``<`` as
+    ``\\u003c``, so every ``<`` is written that way: no tag can start inside."""
+    return payload.replace("<", "\\u003c")
 
 
 def _page(title: str, body: str) -> str:
