@@ -16,6 +16,7 @@ import click
 from shapecheck.errors import UsageError
 from shapecheck.usercode import ModelExited, exit_call
 from shapecheck.render import FORMATS  # torch-free: the renderers load on use
+from shapecheck.render.escape import terminal
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -150,8 +151,8 @@ def _fix(run: Any, target: str | None) -> Any:
     from shapecheck import fix
 
     def log(change: Any) -> None:
-        click.echo(f"{change.path}: fixed {len(change.applied)}: "
-                   + "; ".join(f"line {f.line}: {f}" for f in change.applied), err=True)
+        click.echo(terminal(f"{change.path}: fixed {len(change.applied)}: "
+                            + "; ".join(f"line {f.line}: {f}" for f in change.applied)), err=True)
 
     roots = fix.project_roots(target)
     report = fix.until_clean(run, log, roots)
@@ -165,8 +166,8 @@ def _outside(report: Any, roots: tuple[str, ...]) -> list[Any]:
 
     outside = [f for f in report.findings if f.fix is not None and not fix.inside(f.fix.path, roots)]
     for finding in outside:
-        click.echo(f"not fixed: {finding.fix.path} is outside the project ({', '.join(roots)}): "
-                   f"{finding.code} {finding.message}", err=True)
+        click.echo(terminal(f"not fixed: {finding.fix.path} is outside the project ({', '.join(roots)}): "
+                            f"{finding.code} {finding.message}"), err=True)
     return outside
 
 
@@ -180,7 +181,7 @@ def _diff(report: Any, target: str | None) -> int:
     unfixed = [f for f in report.findings if f.severity == "error" and f.fix is None] + _outside(report, roots)
     for finding in unfixed:
         if finding.fix is None:
-            click.echo(f"not fixable: {finding.code} {finding.message}", err=True)
+            click.echo(terminal(f"not fixable: {finding.code} {finding.message}"), err=True)
     if not changes and not unfixed:
         click.echo("nothing to change: " + (f"no finding has a fix ({len(report.findings)} finding(s), no error)"
                                             if report.findings else "no finding"), err=True)
@@ -264,7 +265,7 @@ def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) ->
         except UsageError as exc:  # this model could not be checked: say so, and check the others
             if verbose:
                 traceback.print_exc()
-            click.echo(f"shapecheck: error: {model.target}: {exc}", err=True)
+            click.echo(terminal(f"shapecheck: error: {model.target}: {exc}"), err=True)
             unchecked += 1
     click.echo(formatter_all(fmt)(reports), nl=False)
     if unchecked:  # never a success, whatever the others found and --exit-zero says
@@ -351,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         if verbose:
             traceback.print_exc()
-        click.echo(f"shapecheck: error: {exc}", err=True)
+        click.echo(terminal(f"shapecheck: error: {exc}"), err=True)
         return EXIT_USAGE
     except (SystemExit, ModelExited) as exc:  # click never raises these here: the user's code did
         click.echo(f"shapecheck: error: the model's code called {exit_call(exc)}; the check did not finish", err=True)
@@ -359,8 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug in shapecheck: still one line unless --verbose
         if verbose:
             traceback.print_exc()
-        click.echo(f"shapecheck: internal error: {type(exc).__name__}: {exc}; "
-                   "rerun with --verbose and report it", err=True)
+        click.echo(terminal(f"shapecheck: internal error: {type(exc).__name__}: {exc}; "
+                            "rerun with --verbose and report it"), err=True)
         return EXIT_USAGE
     return result if isinstance(result, int) else EXIT_CLEAN
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from shapecheck.render.numbers import count, shapes, size
+from shapecheck.render.escape import one_line, terminal
 from shapecheck.report import Finding, Layer, Report
 from shapecheck.spec import dtype_name
 
@@ -25,7 +26,7 @@ def render(report: Report, depth: int = 3, show_source: bool = False, explain: b
         lines += ["", *(f"note: {note}" for note in report.notes)]
     if report.findings:
         lines += ["", *(diagnostic(f) for f in report.findings)]
-    return "\n".join(lines) + "\n"
+    return terminal("\n".join(lines) + "\n")
 
 
 def render_all(reports: list[Report], **_: Any) -> str:
@@ -37,7 +38,7 @@ def render_all(reports: list[Report], **_: Any) -> str:
         lines.append(f"{where}{report.model} (input {report.input_text}): {errors} error(s), "
                      f"{len(report.findings) - errors} other finding(s)")
         lines += ["  " + diagnostic(f) for f in report.findings]
-    return "\n".join(lines) + "\n" if lines else ""
+    return terminal("\n".join(lines) + "\n") if lines else ""
 
 
 def diagnostic(finding: Finding) -> str:
@@ -48,7 +49,7 @@ def diagnostic(finding: Finding) -> str:
     called = ""
     if call is not None and finding.location is not None and call.line != finding.location.line:
         called = f" (called at {call if call.path != finding.location.path else f'line {call.line}'})"
-    return f"{where}{finding.code} {finding.message}{called}"
+    return one_line(f"{where}{finding.code} {finding.message}{called}")
 
 
 def _explain(report: Report) -> list[str]:
