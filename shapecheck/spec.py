@@ -1,6 +1,7 @@
 """Parse input specs such as ``3x64x64`` or ``16000:int64`` into shapes and dtypes."""
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -127,15 +128,23 @@ class _Structure:
         self.text, self.dtype, self.at = text, dtype, 0
 
     def parse(self) -> InputSpec:
-        spec = self._value(exact=False)
+        spec = self._value(exact=False, depth=0)
         if self._rest():
             self._fail(f"unexpected {self._rest()!r} after the closing bracket")
+        if spec.container in ("list", "tuple") and re.fullmatch(r"[\[(][\d\s,]*[\])]", self.text):
+            sizes = ", ".join(str(item.shape[0]) for item in spec.items)
+            raise UsageError(f"input spec {self.text!r} reads as a {spec.container} of {len(spec.items)} 1-d tensors "
+                             f"of sizes {sizes}; for one tensor write {'x'.join(sizes.split(', '))}, for a "
+                             f"{spec.container} of 1-d tensors give each its dtype, e.g. "
+                             f"{self.text[0]}{spec.items[0].shape[0]}:int64, ...{self.text[-1]}")
         return spec
 
-    def _value(self, exact: bool) -> InputSpec:
+    def _value(self, exact: bool, depth: int) -> InputSpec:
         opener = self._rest()[:1]
         if opener not in _OPEN:
             return self._leaf(exact)
+        if depth >= _MAX_DEPTH:
+            self._fail(f"brackets nest deeper than {_MAX_DEPTH}")
         container: Container = _OPEN[opener]  # type: ignore[assignment]
         self.at = self.text.index(opener, self.at) + 1
         items = []
@@ -146,7 +155,7 @@ class _Structure:
                 break
             key = self._key() if container == "dict" else None
             # A list holds one tensor per sample (no batch); a dict's values are batched.
-            items.append(replace(self._value(exact=container != "dict"), name=key))
+            items.append(replace(self._value(exact=container != "dict", depth=depth + 1), name=key))
         if not items:
             self._fail("it is empty")
         return InputSpec(items[0].leaves[0].shape, items[0].leaves[0].dtype, container=container, items=tuple(items))
@@ -175,13 +184,21 @@ class _Structure:
         return self.text[self.at:].strip()
 
     def _fail(self, why: str) -> NoReturn:
-        raise UsageError(f"invalid input spec {self.text!r}: {why}; {_STRUCTURE_HELP}")
+        shown = self.text if len(self.text) <= 80 else f"{self.text[:60]}...{self.text[-12:]}"
+        raise UsageError(f"invalid input spec {shown!r}: {why}; {_STRUCTURE_HELP}")
 
 
 def _checked(shape: tuple[int, ...], dtype: torch.dtype, text: str) -> InputSpec:
     if not shape or any(d <= 0 for d in shape):
         raise UsageError(f"invalid input spec {text!r}: every size must be a positive integer")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise UsageError(f"invalid input spec {text!r}: {math.prod(shape):,} elements per sample; a tensor here "
+                         f"holds at most 2**48 ({MAX_ELEMENTS:,}), far beyond any real input")
     return InputSpec(shape, dtype)
+
+
+MAX_ELEMENTS = 2**48  # per sample: times any batch, still inside torch's int64 sizes
+_MAX_DEPTH = 16  # brackets in one spec: a real model's inputs nest two or three deep
 
 
 Example = Union[str, InputSpec, tuple, list, Mapping, torch.Tensor]

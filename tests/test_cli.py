@@ -239,3 +239,16 @@ def test_a_cell_with_many_shapes_is_cut_with_the_count():
 
     text = ", ".join(["[2, 64, 16]"] * 12)
     assert _cell(text).endswith("], ... (12 shapes)") and len(_cell(text)) <= 70
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("3x99999999999999999999x64", "elements per sample"),
+    ("[" * 5000 + "3" + "]" * 5000, "brackets nest deeper than 16"),
+    ("(3,64,64)", "reads as a tuple of 3 1-d tensors of sizes 3, 64, 64; for one tensor write 3x64x64"),
+    ("[3, 64]", "reads as a list of 2 1-d tensors"),
+])
+def test_careless_input_specs_are_one_line_usage_errors(spec, says, in_repo, capsys):
+    assert main(["examples/quiz_c.py:Net", "--input", spec]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1 and len(err) < 600
+    assert "Traceback" not in err and "internal error" not in err
