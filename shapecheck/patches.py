@@ -23,12 +23,14 @@ What is patched:
 - the ``nn.init`` fill functions, for a build: they skip meta tensors, whose values do not
   exist (torch runs slow Python references for them otherwise);
 - one global module forward pre-hook, for the sizes solver: it reads each window's pixels;
-- the cyclic garbage collector, paused for an analysis (reference counting still frees).
+- the cyclic garbage collector, paused for an analysis (reference counting still frees);
+- the recursion limit, doubled for a trace (``recursion_room``).
 """
 from __future__ import annotations
 
 import functools
 import gc
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -215,3 +217,34 @@ def collector_paused() -> Iterator[None]:
             _gc_users -= 1
             if _gc_users == 0 and _gc_was_enabled:
                 gc.enable()
+
+
+_depth_users = 0
+_depth_found = 0
+_depth_set = 0
+
+
+@contextmanager
+def recursion_room() -> Iterator[None]:
+    """Twice Python's recursion limit while any trace runs.
+
+    Each module level of a forward costs a few more frames under the tracer (the call
+    dispatcher, the tracer's own call) than in plain PyTorch, so a model of 200 nested
+    Sequentials, which runs in PyTorch, would otherwise fail only under shapecheck. The
+    first user records the limit and the last one restores it, unless someone changed it
+    meanwhile: theirs then stands. Twice the default stays far inside the C stack.
+    """
+    global _depth_users, _depth_found, _depth_set
+    with _LOCK:
+        if _depth_users == 0:
+            _depth_found = sys.getrecursionlimit()
+            _depth_set = 2 * _depth_found
+            sys.setrecursionlimit(_depth_set)
+        _depth_users += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _depth_users -= 1
+            if _depth_users == 0 and sys.getrecursionlimit() == _depth_set:
+                sys.setrecursionlimit(_depth_found)

@@ -300,7 +300,8 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     out = None
     try:
         # tracer.module_call sees this context's module calls; other threads see torch's own.
-        with patches.module_calls(tracer.module_call), patches.module_fetches(tracer.fetch), \
+        with patches.recursion_room(), \
+                patches.module_calls(tracer.module_call), patches.module_fetches(tracer.fetch), \
                 in_mode(model, mode, tree, preserve=not keep), torch.no_grad(), \
                 FunctionMode(tracer, device), FlopMode(tracer):
             out = call_with(model, weights, tree, xs, named)

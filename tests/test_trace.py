@@ -223,3 +223,17 @@ def test_flop_counts_equal_torchs_flop_counter():
         with counter, torch.no_grad():
             module(x) if x is not None else module(*(torch.randn(2, 5, 16),) * 3)
         assert shapecheck.analyze(module, spec).totals.macs * 2 == counter.get_total_flops() > 0
+
+
+@pytest.mark.parametrize("depth", [200, 225])  # 245 passes alone; pytest takes some of the stack
+def test_a_deep_model_that_runs_in_pytorch_runs_under_shapecheck(depth):
+    import sys
+
+    model = nn.Linear(4, 4)
+    for _ in range(depth):
+        model = nn.Sequential(model)
+    model(torch.randn(1, 4))  # plain PyTorch takes it
+    limit = sys.getrecursionlimit()
+    report = shapecheck.analyze(model, "4")
+    assert report.findings == () and len(report.layers) == depth + 1
+    assert sys.getrecursionlimit() == limit  # as found
