@@ -24,11 +24,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from shapecheck import settings
 from shapecheck.errors import UsageError
 
-MODEL_KEYS = {"target", "input", "output", "batch", "dtype", "mode", "max_params", "max_macs",
-              "max_activation_memory", "select", "ignore", "checkpoint"}
-TOP_KEYS = {"models", "select", "ignore", "zero_config"}
 INPUT_ATTRIBUTE, OUTPUT_ATTRIBUTE = "shapecheck_input", "shapecheck_output"
 
 
@@ -76,11 +74,11 @@ def find(start: Path | None = None) -> Config:
 
 def parse(table: dict[str, Any], root: Path, source: Path | None = None) -> Config:
     where = source or root / "pyproject.toml"
-    _unknown(table, TOP_KEYS, f"{where} [tool.shapecheck]")
+    settings.check(table, settings.PROJECT, f"{where} [tool.shapecheck]")
     models = tuple(_model(entry, f"{where} [[tool.shapecheck.models]] #{i + 1}")
                    for i, entry in enumerate(table.get("models", [])))
     return Config(root, models, _codes(table.get("select", ())), _codes(table.get("ignore", ())),
-                  bool(table.get("zero_config", True)))
+                  table.get("zero_config", True))
 
 
 def declared(path: str | os.PathLike) -> list[ModelConfig]:
@@ -145,31 +143,28 @@ def _read(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 (byte {exc.start}: {exc.reason}); TOML files are UTF-8: "
+                         "save it as UTF-8") from None
 
 
 def _model(entry: Any, where: str) -> ModelConfig:
     if not isinstance(entry, dict):
         raise UsageError(f"{where}: each model is a table with target and input")
-    _unknown(entry, MODEL_KEYS, where)
+    settings.check(entry, settings.MODEL, where)
     if "target" not in entry or "input" not in entry:
         raise UsageError(f"{where}: needs target = \"file.py:Name\" and input = \"3x64x64\"")
     inputs = entry["input"]
     return ModelConfig(
-        target=str(entry["target"]),
-        input=tuple(map(str, inputs)) if isinstance(inputs, list) else (str(inputs),),
+        target=entry["target"],
+        input=tuple(inputs) if isinstance(inputs, list) else (inputs,),
         output=str(entry["output"]) if entry.get("output") is not None else None,
-        batch=int(entry.get("batch", 2)), dtype=entry.get("dtype"), mode=str(entry.get("mode", "eval")),
+        batch=entry.get("batch", 2), dtype=entry.get("dtype"), mode=entry.get("mode", "eval"),
         max_params=entry.get("max_params"), max_macs=entry.get("max_macs"),
         max_activation_memory=entry.get("max_activation_memory"),
         select=_codes(entry.get("select", ())), ignore=_codes(entry.get("ignore", ())),
         checkpoint=str(entry["checkpoint"]) if entry.get("checkpoint") is not None else None,
     )
-
-
-def _unknown(table: dict[str, Any], known: set[str], where: str) -> None:
-    extra = sorted(set(table) - known)
-    if extra:
-        raise UsageError(f"{where}: unknown key {extra[0]!r}; known keys: {', '.join(sorted(known))}")
 
 
 def _codes(value: str | Sequence[str]) -> tuple[str, ...]:

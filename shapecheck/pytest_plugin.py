@@ -45,6 +45,13 @@ def pytest_runtest_call(item: pytest.Item) -> None:
     marker = item.get_closest_marker("shapecheck")
     if marker is None:
         return
+    from shapecheck.errors import UsageError
+    from shapecheck.settings import MARKER, check
+
+    try:
+        check(marker.kwargs, MARKER, f"@pytest.mark.shapecheck on {item.nodeid}")
+    except UsageError as exc:
+        pytest.fail(str(exc), pytrace=False)
     options = dict(marker.kwargs)
     fixture = options.pop("fixture", "model")
     funcargs = getattr(item, "funcargs", {})
