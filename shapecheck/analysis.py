@@ -17,7 +17,7 @@ from shapecheck.grouping import folded, grouped
 from shapecheck.report import Finding, Layer, Location, Report, Shape, Totals
 from shapecheck.rules import batch as batch_rule
 from shapecheck.checkpoint import shapes as saved_shapes
-from shapecheck.patches import collector_paused
+from shapecheck.patches import collector_paused, torch_environment_kept
 from shapecheck.preserve import keeps_model
 from shapecheck.rules import budget, crash, design, pixels, registry
 from shapecheck.rules import checkpoint as checkpoint_rule
@@ -29,6 +29,7 @@ from shapecheck.trace import TraceResult, trace
 
 
 @collector_paused()
+@torch_environment_kept()
 @sources.cwd_fixed()
 @keeps_model
 def analyze(
@@ -48,6 +49,7 @@ def analyze(
     max_activation_memory: int | str | None = None,
     checkpoint: str | os.PathLike | Mapping[str, Any] | None = None,
     origin: Location | None = None,
+    max_cpu_memory: int | str | None = None,
 ) -> Report:
     """Trace ``model`` on the meta device for ``input`` and return its Report.
 
@@ -61,7 +63,9 @@ def analyze(
     ``"512MB"``); ``max_macs`` is per sample. ``checkpoint`` (a path, loaded with
     ``weights_only=True``, or a state_dict) is reconciled with the model's tensors.
     ``origin`` is where a container model was created (``sources.factory_site(make_model)``),
-    so that findings on its items point at the lines that create them.
+    so that findings on its items point at the lines that create them. A forward that reads
+    tensor values runs on CPU only if its weights fit in 80% of the memory free and in
+    ``max_cpu_memory`` (bytes, or text such as ``"8GiB"``); otherwise an SHP008 finding says so.
     """
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
     inputs = parse_inputs(input, chosen)
@@ -70,11 +74,12 @@ def analyze(
     _check_arity(model, inputs)
     model = lazy.initialized(model, inputs, batch, mode)  # the user's lazy modules stay uninitialised
     walked = walk(model)
-    result = trace(model, inputs, batch, mode, walked, origin)
+    cpu_cap = parse_bytes(max_cpu_memory, "max_cpu_memory") if max_cpu_memory is not None else None
+    result = trace(model, inputs, batch, mode, walked, origin, max_cpu_memory=cpu_cap)
     select, ignore = registry.known(tuple(select), "select"), registry.known(tuple(ignore), "ignore")
     wants_fold = registry.selected(registry.BATCH_FOLDED.code, select, ignore)
     follows = any(spec.follows_batch for spec in inputs)
-    second = trace(model, inputs, batch + 1, mode, walked, origin) if follows and wants_fold \
+    second = trace(model, inputs, batch + 1, mode, walked, origin, max_cpu_memory=cpu_cap) if follows and wants_fold \
         and batch_rule.needs_second_trace(result.layers, batch, result.outputs) else None
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
                   second=second, submodules=_submodules(walked), touched=result.touched, fetched=result.fetched,

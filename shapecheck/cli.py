@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -18,7 +19,7 @@ from shapecheck.usercode import ModelExited, exit_call
 from shapecheck.render import FORMATS  # torch-free: the renderers load on use
 from shapecheck.render.escape import terminal
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _DefaultGroup(click.Group):
@@ -104,13 +105,18 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--checkpoint", default=None, type=click.Path(),
               help="A state_dict file to reconcile with the model (loaded with weights_only=True).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="End the analysis after SECONDS with a finding naming the layer it was in.")
+@click.option("--max-cpu-memory", default=None, metavar="BYTES",
+              help="Memory a value-reading forward may use on CPU, e.g. 8GiB (default: 80%% of the free memory).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
           mode: str, fmt: str, output_file: str | None, depth: int, show_source: bool, no_functional: bool,
           explain: bool, fix_files: bool,
           diff: bool,
           select: tuple[str, ...], ignore: tuple[str, ...], max_params: str | None, max_macs: str | None,
-          max_activation_memory: str | None, checkpoint: str | None, exit_zero: bool, verbose: bool) -> int:
+          max_activation_memory: str | None, checkpoint: str | None, exit_zero: bool, timeout: float | None,
+          max_cpu_memory: str | None, verbose: bool) -> int:
     """Analyze TARGET (FILE.py:Name, package.module:Name, optionally Name(key=value))."""
     from functools import partial
 
@@ -130,7 +136,7 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
         output=_output_spec(output) if output else None, mode=mode,
         select=known(_split(select), "--select"), ignore=known(_split(ignore), "--ignore"),
         max_params=max_params, max_macs=max_macs, max_activation_memory=max_activation_memory,
-        checkpoint=checkpoint)
+        checkpoint=checkpoint, timeout=timeout, max_cpu_memory=_bytes_or_none(max_cpu_memory))
     parsed = parse_target(target)
     run = partial(pipeline.run, parsed, options, verbose=verbose)
     if diff:
@@ -238,8 +244,13 @@ def _bounds(text: str) -> tuple[int, int]:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="text (default), json (an array of reports), github, sarif (one run per model) or markdown.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Seconds for each model (default: [tool.shapecheck] timeout, else none).")
+@click.option("--max-cpu-memory", default=None, metavar="BYTES",
+              help="Memory a value-reading forward may use on CPU, e.g. 8GiB.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
-def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) -> int:
+def project(files: tuple[str, ...], fmt: str, exit_zero: bool, timeout: float | None, max_cpu_memory: str | None,
+            verbose: bool) -> int:
     """Check the models in pyproject.toml's [tool.shapecheck], and classes that declare
     shapecheck_input. With FILES (as pre-commit passes them), only the models defined in
     or importing those files."""
@@ -249,6 +260,9 @@ def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) ->
     from shapecheck.target import parse_target
 
     found = project_config.find()
+    if timeout is not None or max_cpu_memory is not None:  # the command line's word over the file's
+        found = replace(found, timeout=timeout or found.timeout,
+                        max_cpu_memory=_bytes_or_none(max_cpu_memory) or found.max_cpu_memory)
     selected = project_config.select(found, files)
     if not selected:
         if files:
@@ -273,6 +287,12 @@ def project(files: tuple[str, ...], fmt: str, exit_zero: bool, verbose: bool) ->
         return EXIT_USAGE
     errors = sum(len(report.errors) for report in reports)
     return EXIT_FINDINGS if errors and not exit_zero else EXIT_CLEAN
+
+
+def _bytes_or_none(text: str | None) -> int | None:
+    from shapecheck.spec import parse_bytes
+
+    return parse_bytes(text, "--max-cpu-memory") if text is not None else None
 
 
 def _shown(path: str) -> str:
@@ -347,8 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"shapecheck: error: {exc.format_message()}", err=True)
         return EXIT_USAGE
-    except click.Abort:
-        return EXIT_USAGE
+    except (click.Abort, KeyboardInterrupt):  # Ctrl-C: as a shell reports SIGINT
+        click.echo("shapecheck: interrupted", err=True)
+        return EXIT_INTERRUPTED
     except UsageError as exc:
         if verbose:
             traceback.print_exc()

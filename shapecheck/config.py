@@ -58,6 +58,8 @@ class Config:
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     zero_config: bool = True
+    timeout: float | None = None  # seconds per model
+    max_cpu_memory: str | int | None = None
 
 
 def find(start: Path | None = None) -> Config:
@@ -78,7 +80,7 @@ def parse(table: dict[str, Any], root: Path, source: Path | None = None) -> Conf
     models = tuple(_model(entry, f"{where} [[tool.shapecheck.models]] #{i + 1}")
                    for i, entry in enumerate(table.get("models", [])))
     return Config(root, models, _codes(table.get("select", ())), _codes(table.get("ignore", ())),
-                  table.get("zero_config", True))
+                  table.get("zero_config", True), table.get("timeout"), table.get("max_cpu_memory"))
 
 
 def declared(path: str | os.PathLike) -> list[ModelConfig]:

@@ -24,12 +24,15 @@ What is patched:
   exist (torch runs slow Python references for them otherwise);
 - one global module forward pre-hook, for the sizes solver: it reads each window's pixels;
 - the cyclic garbage collector, paused for an analysis (reference counting still frees);
-- the recursion limit, doubled for a trace (``recursion_room``).
+- the recursion limit, doubled for a trace (``recursion_room``);
+- the ``TORCH*`` environment variables that torch's own imports set during an analysis,
+  put back after it (``torch_environment_kept``).
 """
 from __future__ import annotations
 
 import functools
 import gc
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -248,3 +251,38 @@ def recursion_room() -> Iterator[None]:
             _depth_users -= 1
             if _depth_users == 0 and sys.getrecursionlimit() == _depth_set:
                 sys.setrecursionlimit(_depth_found)
+
+
+_env_users = 0
+_env_found: dict[str, str] = {}
+
+
+def _torch_variables() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key.startswith("TORCH")}
+
+
+@contextmanager
+def torch_environment_kept() -> Iterator[None]:
+    """The ``TORCH*`` environment variables as found, once the last analysis ends.
+
+    Some of torch's meta kernels are Python references that import ``torch._dynamo`` on
+    first use, and that import sets ``TORCHINDUCTOR_CACHE_DIR`` in the environment, which the
+    user's later subprocesses inherit. Only torch's own variables are put back: another
+    thread's changes to anything else are its own.
+    """
+    global _env_users, _env_found
+    with _LOCK:
+        if _env_users == 0:
+            _env_found = _torch_variables()
+        _env_users += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _env_users -= 1
+            if _env_users == 0:
+                for key, value in _torch_variables().items():
+                    if key not in _env_found:
+                        del os.environ[key]
+                    elif value != _env_found[key]:
+                        os.environ[key] = _env_found[key]

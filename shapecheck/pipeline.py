@@ -27,6 +27,8 @@ class Options:
     max_macs: str | int | None = None
     max_activation_memory: str | int | None = None
     checkpoint: str | None = None
+    timeout: float | None = None  # seconds for building and analyzing the model (--timeout)
+    max_cpu_memory: str | int | None = None  # bytes the CPU fallback may use (--max-cpu-memory)
 
 
 def run(target: Any, options: Options, *, verbose: bool = False, fresh: bool = False) -> Report:
@@ -34,15 +36,23 @@ def run(target: Any, options: Options, *, verbose: bool = False, fresh: bool = F
     from shapecheck.analysis import analyze
     from shapecheck.render.numbers import size
     from shapecheck.target import build
-    from shapecheck.usercode import running
+    from shapecheck.errors import UsageError
+    from shapecheck.sources import traceback_location
+    from shapecheck.usercode import TimedOut, deadline, running
 
-    with running(target.path):  # the user's import, constructor and forward: see shapecheck.usercode
-        built = build(target, verbose=verbose, fresh=fresh)
-        report = analyze(built.model, list(options.inputs), name=built.target.name, path=built.target.path,
-                         origin=built.origin, batch=options.batch, output=options.output, mode=options.mode,
-                         select=options.select, ignore=options.ignore, max_params=options.max_params,
-                         max_macs=options.max_macs, max_activation_memory=options.max_activation_memory,
-                         checkpoint=options.checkpoint)
+    # The user's import, constructor and forward: see shapecheck.usercode.
+    with running(target.path), deadline(options.timeout):
+        try:
+            built = build(target, verbose=verbose, fresh=fresh)
+            report = analyze(built.model, list(options.inputs), name=built.target.name, path=built.target.path,
+                             origin=built.origin, batch=options.batch, output=options.output, mode=options.mode,
+                             select=options.select, ignore=options.ignore, max_params=options.max_params,
+                             max_macs=options.max_macs, max_activation_memory=options.max_activation_memory,
+                             checkpoint=options.checkpoint, max_cpu_memory=options.max_cpu_memory)
+        except TimedOut as exc:  # outside the forward, where no layer can carry it: importing, building
+            where = traceback_location(exc)
+            raise UsageError(f"{target.text}: not finished within --timeout {exc.seconds:g} s"
+                             + (f" (at {where})" if where else "")) from None
     if built.device == "cpu":
         memory = size(report.totals.param_bytes + report.totals.buffer_bytes)
         report = replace(report, notes=(*report.notes, f"the constructor needs real values, so the model was "
@@ -63,4 +73,4 @@ def options_for(model: Any, project: Any) -> Options:
         output=parse_input(model.output).shape if model.output else None, mode=model.mode,
         select=known(model.select or project.select, "select"), ignore=known(project.ignore + model.ignore, "ignore"),
         max_params=model.max_params, max_macs=model.max_macs, max_activation_memory=model.max_activation_memory,
-        checkpoint=checkpoint)
+        checkpoint=checkpoint, timeout=project.timeout, max_cpu_memory=project.max_cpu_memory)

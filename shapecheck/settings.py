@@ -24,6 +24,10 @@ def _whole(value: Any, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
+def _seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+
+
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
@@ -88,6 +92,8 @@ PROJECT: dict[str, Key] = {
     "select": MODEL["select"],
     "ignore": MODEL["ignore"],
     "zero_config": Key("true or false (a TOML boolean, not a string)", lambda v: isinstance(v, bool)),
+    "timeout": Key("seconds for each model, a number above 0", lambda v: _seconds(v)),
+    "max_cpu_memory": Key('bytes the CPU fallback may use, as a number or text such as "8GiB"', _amount(_bytes)),
 }
 
 # The marker checks one model the test hands it: its own keys, and those of a model entry

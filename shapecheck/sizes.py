@@ -20,12 +20,16 @@ import torch
 from torch import nn
 
 from shapecheck import arithmetic, lazy, patches
+from shapecheck.errors import UsageError
 from shapecheck.spec import InputSpec
 from shapecheck.modelstate import Mode, call_with, in_mode, make_arguments, module_tree, stand_ins
 from shapecheck.naming import module_attrs
 from shapecheck.interception import FastMetaMode
 from shapecheck.algebra import Evaluation, Unmodelled, evaluate
 from shapecheck.trace import NeedsValues, TraceResult, raise_if_needs_values, trace
+
+
+MAX_SIZES = 1_000_000  # sizes in one solve: measured at about 125 bytes each, so 125 MB
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,9 @@ class Solver:
     def solve(self, low: int, high: int, fallback: tuple[int, int] | None = None) -> Sizes:
         """The algebra's answer, checked by real forwards; the sweep where it cannot serve.
         ``fallback`` is the range the sweep covers instead (a sweep of 1..4096 is slow)."""
+        if high - low + 1 > MAX_SIZES:  # the algebra holds a few arrays of every size at once
+            raise UsageError(f"the range {low}..{high} holds {high - low + 1:,} sizes; at most {MAX_SIZES:,} "
+                             f"are answered at once (about {MAX_SIZES * 128 // 2**20} MiB): split it")
         found = self.evaluation(low, high)
         if found is not None:
             answer = self._from_algebra(found, low, high)

@@ -225,6 +225,9 @@ class Tracer:
         name = type(exc).__name__
         if usercode.exit_call(exc):
             name, message = "SystemExit", f"the forward called {usercode.exit_call(exc)}, which would end the process"
+        if isinstance(exc, usercode.TimedOut):
+            message = (f"the analysis passed its --timeout of {exc.seconds:g} s here: the forward runs too long "
+                       "(an endless loop, or a model too slow to trace); raise --timeout if it is only slow")
         self.failures.append(Failure(index, kind, name, message, location,
                                      expected, recovered, how))
 
@@ -269,8 +272,11 @@ class Tracer:
 
 
 def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode = "eval",
-          walked: Walk | None = None, origin: Location | None = None, keep: bool = False) -> TraceResult:
-    """Trace on the meta device; fall back to CPU when the forward reads tensor values.
+          walked: Walk | None = None, origin: Location | None = None, keep: bool = False,
+          max_cpu_memory: int | None = None) -> TraceResult:
+    """Trace on the meta device; fall back to CPU when the forward reads tensor values, if
+    the weights fit in the memory free (and in ``max_cpu_memory`` bytes): otherwise the
+    result is one failure saying so, and nothing is allocated.
     ``walked`` is ``walk(model)``, when already at hand; ``origin`` is where a container
     model was created (a factory's ``return nn.Sequential(...)``), to locate its items.
     The model is put back as it was after the trace, unless ``keep``: only for shapecheck's
@@ -280,6 +286,9 @@ def trace(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode 
         return _run(model, inputs, batch, mode, "meta", walked, origin, keep)
     except NeedsValues:
         pass
+    refused = _cpu_refusal(walked, max_cpu_memory)
+    if refused is not None:
+        return TraceResult((), (Failure(None, "code", "MemoryError", refused, None, None, False),), (), "meta")
     try:
         return _run(model, inputs, batch, mode, "cpu", walked, origin, keep)
     except NeedsValues as exc:  # a private signal: never the API's exception
@@ -315,6 +324,35 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
     fetched = frozenset(real[key] for key in tracer.fetched if key in real)
     return TraceResult(layers, tuple(tracer.failures), outputs, device, touched_names(weights, tracer.touched), fetched,
                        output_names(out))
+
+
+def _cpu_refusal(walked: Walk, limit: int | None) -> str | None:
+    """Why the CPU run must not start, or None: its weights (every parameter and buffer,
+    copied or drawn for the run) would not fit in 80% of the memory free, or in ``limit``."""
+    tensors = {id(t): t for _, m in walked.tree for t in (*m._parameters.values(), *m._buffers.values())
+               if t is not None and not isinstance(t, torchapi.LazyTensor)}
+    need = sum(t.numel() * t.element_size() for t in tensors.values())
+    free = memory_free()
+    caps = [(limit, "--max-cpu-memory")] if limit is not None else []
+    caps += [(int(free * 0.8), "80% of the memory free")] if free is not None else []
+    cap, what = min(caps, default=(None, ""), key=lambda c: c[0])
+    if cap is None or need <= cap:
+        return None
+    return (f"the forward reads tensor values, so it would run on CPU with {need / 2**30:.1f} GiB of weights, "
+            f"more than {what} ({cap / 2**30:.1f} GiB); nothing was allocated: check it on a machine "
+            "with more memory, raise --max-cpu-memory, or keep value reads (.item(), if on a tensor) out of forward")
+
+
+def memory_free() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _opaque(module: nn.Module) -> bool:

@@ -10,6 +10,8 @@ nothing it does can make a check read as passed.
   on stdout stays valid.
 - ``sys.argv`` is ``[the user's file]`` while it runs: a script that parses its arguments at
   import sees no shapecheck flags.
+- ``--timeout`` arms a timer (``deadline``) that ends a forward that never returns with a
+  finding at the layer it was in.
 """
 from __future__ import annotations
 
@@ -70,3 +72,36 @@ def describe(exc: BaseException, doing: str, where: Any) -> str:
     return (f"{at}{doing} called {exit_call(exc)}: the file runs script code when it is imported or "
             "built; put that code under `if __name__ == \"__main__\":`, or point shapecheck at the "
             "module that only defines the model")
+
+
+class TimedOut(BaseException):
+    """The analysis passed its ``--timeout``: raised by a timer signal wherever the code was,
+    an endless loop in the user's forward included. A BaseException: the user's own
+    ``except Exception`` must not swallow it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise ``TimedOut`` in this thread once ``seconds`` have passed (SIGALRM: the command
+    line's main thread only; elsewhere, and with no limit, nothing is armed)."""
+    import signal
+    import threading
+
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimedOut(seconds)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

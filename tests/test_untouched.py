@@ -428,3 +428,18 @@ def test_a_model_on_the_gpu_stays_there_untouched(pattern: str) -> None:
                 model(x)
             return
         assert torch.equal(model(x), expected)
+
+
+def test_the_value_reading_path_leaves_the_environment_as_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # In a fresh interpreter: this one may have imported torch._dynamo already.
+    code = ("import os, shapecheck\nfrom tests.test_trace import ValueBranch\nbefore = dict(os.environ)\n"
+            "assert shapecheck.analyze(ValueBranch(), '4', mode='train').device == 'cpu'\n"
+            "print(sorted(k for k in os.environ if os.environ[k] != before.get(k)))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCH")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -107,3 +107,60 @@ def test_a_script_that_parses_its_arguments_at_import_sees_only_its_own_name(
     code, out, err = run_cli(["train.py:Net", "--input", "8", "--format", "json"], capsys)
     assert code == 0, err
     assert json.loads(out)["outputs"] == [[2, 3]]
+
+
+# -- runaway work ----------------------------------------------------------------------------
+def test_a_forward_that_never_returns_ends_at_the_timeout_with_a_finding_at_its_layer(
+        in_repo: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, err = run_cli([f"{CARELESS}/endless.py:Net", "--input", "8", "--timeout", "1"], capsys)
+    assert code == 1
+    finding = next(line for line in out.splitlines() if "SHP008" in line)
+    assert finding.startswith(f"{CARELESS}/endless.py:16:") and "wait: " in finding and "--timeout of 1 s" in finding
+
+
+def test_a_timeout_in_the_project_table_applies_to_each_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "endless.py").write_text((ROOT / CARELESS / "endless.py").read_text())
+    (tmp_path / "pyproject.toml").write_text('[tool.shapecheck]\ntimeout = 1\n'
+                                             '[[tool.shapecheck.models]]\ntarget = "endless.py:Net"\ninput = "8"\n')
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["project"], capsys)
+    assert code == 1 and "--timeout of 1 s" in out
+
+
+def test_a_value_reading_forward_too_big_for_memory_is_refused_before_any_allocation(capsys) -> None:
+    import torch
+    from torch import nn
+
+    import shapecheck
+
+    class Big(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            with torch.device("meta"):
+                self.fc = nn.Linear(100_000, 100_000)  # 40 GB of float32
+
+        def forward(self, x):
+            return self.fc(x) if x.sum() > 0 else x
+
+    report = shapecheck.analyze(Big(), "100000", max_cpu_memory="1GiB")
+    assert [f.code for f in report.errors] == ["SHP008"]
+    assert "37.3 GiB of weights, more than --max-cpu-memory (1.0 GiB); nothing was allocated" in report.errors[0].message
+
+
+def test_a_sizes_range_too_large_for_memory_is_one_line(in_repo: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, err = run_cli(["sizes", "examples/quiz_c.py:Net", "--input", "3xHxW", "--range", "1..100000000"], capsys)
+    assert code == 2 and "holds 100,000,000 sizes; at most 1,000,000" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_exits_130(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "shapecheck.cli", f"{CARELESS}/endless.py:Net", "--input", "8"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # torch imported, the forward spinning
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
