@@ -108,7 +108,7 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="End the analysis after SECONDS with a finding naming the layer it was in.")
 @click.option("--max-cpu-memory", default=None, metavar="BYTES",
-              help="Memory a value-reading forward may use on CPU, e.g. 8GiB (default: 80%% of the free memory).")
+              help="Memory a value-reading forward may use on CPU, e.g. 8GiB (default: 80% of the free memory).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
           mode: str, fmt: str, output_file: str | None, depth: int, show_source: bool, no_functional: bool,

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
 import os
+import tokenize
 import sysconfig
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -119,8 +121,9 @@ def traceback_location(exc: BaseException) -> Location | None:
     while tb is not None:
         if is_user_file(tb.tb_frame.f_code.co_filename):
             positions = inspect.getframeinfo(tb, context=0).positions
-            column = (positions.col_offset or 0) + 1 if positions else 1
-            found = Location(display_path(tb.tb_frame.f_code.co_filename), tb.tb_lineno, column)
+            path = tb.tb_frame.f_code.co_filename
+            column = _column(_file_lines(path), tb.tb_lineno, positions.col_offset or 0) if positions else 1
+            found = Location(display_path(path), tb.tb_lineno, column)
         tb = tb.tb_next
     return found
 
@@ -417,7 +420,7 @@ def class_location(cls: type) -> Location | None:
     site = _class_site(cls)
     if site is None or not is_user_file(site[0]):
         return None
-    return Location(display_path(site[0]), site[1], site[2] + 1)
+    return Location(display_path(site[0]), site[1], _column(_lines(site[0]), site[1], site[2]))
 
 
 @lru_cache(maxsize=1024)
@@ -430,7 +433,7 @@ def _assignments(cls: type, cwd: str) -> dict[str, Assignment]:
     found: dict[str, Assignment] = {}
     for attr, line, col, args, keywords in site[3]:
         found[attr] = Assignment(
-            Location(display_path(path), line, col + 1),
+            Location(display_path(path), line, _column(lines, line, col)),
             tuple(_argument(path, lines, a) for a in args),
             tuple((key, _argument(path, lines, a)) for key, a in keywords))
     return found
@@ -468,8 +471,17 @@ def _span(path: str, lines: tuple[bytes, ...], where: _Range) -> Span:
     return Span(display_path(path), line, _column(lines, line, col), end_line, _column(lines, end_line, end_col))
 
 
+def _file_lines(path: str) -> tuple[bytes, ...]:
+    try:
+        return _lines(path)
+    except OSError:  # a frame of a file gone since it ran: its byte column stands
+        return ()
+
+
 def _column(lines: tuple[bytes, ...], line: int, col: int) -> int:
-    """ast counts columns in UTF-8 bytes; editors and Python strings count characters."""
+    """ast counts columns in UTF-8 bytes; editors, flake8 and ruff count characters."""
+    if not 1 <= line <= len(lines):
+        return col + 1
     return len(lines[line - 1][:col].decode("utf-8", "replace")) + 1
 
 
@@ -555,6 +567,7 @@ def _real_path(shown: str) -> str | None:
 
 def forget() -> None:
     """Drop cached sources after --fix rewrote a file."""
+    _SEEN.clear()
     _source.cache_clear()
     _lines.cache_clear()
     _tree.cache_clear()
@@ -646,10 +659,27 @@ def _nested(scope: ast.AST) -> list[ast.AST]:
     return found
 
 
+_SEEN: dict[str, bytes] = {}  # each file's bytes as the analysis read them, by real path
+
+
+def bytes_seen(path: str) -> bytes | None:
+    """The bytes the analysis read from ``path``, or None if it read none: --fix compares them
+    with the file on disk before it writes, and refuses a file that changed meanwhile."""
+    return _SEEN.get(os.path.realpath(path))
+
+
 @lru_cache(maxsize=256)
 def _source(path: str) -> str:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return handle.read()
+    """The file's text in its own encoding (PEP 263 cookie, or a UTF-8 BOM, which is dropped
+    as Python drops it), with universal newlines."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    _SEEN[os.path.realpath(path)] = raw
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+    except SyntaxError:
+        encoding = "utf-8"
+    return raw.decode(encoding, errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
 @lru_cache(maxsize=256)

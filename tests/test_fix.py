@@ -169,3 +169,53 @@ def test_an_argument_wrapped_over_lines_is_reported_on_one_line_and_fixed(tmp_pa
     assert "in_features=2880 (20 * 12 * 12) but receives 3380" in finding
     assert main(["wrapped.py:Net", "--input", "20x13x13", "--fix"]) == 0
     assert (tmp_path / "wrapped.py").read_text() == source.replace("20\n            * 12 * 12", "20 * 13 * 13")
+
+
+def _variant(tmp_path, name, text, encoding="utf-8", bom=b""):
+    path = tmp_path / name
+    path.write_bytes(bom + text.encode(encoding))
+    return path
+
+
+QUIZ = (EXAMPLES / "quiz_c.py").read_text()
+NON_ASCII_BEFORE = QUIZ.replace("self.fc1 = nn.Linear(20 * 12 * 12, 50)",
+                                "self.größe = 1; self.fc1 = nn.Linear(20 * 12 * 12, 50)")
+
+
+@pytest.mark.parametrize(("name", "text", "encoding", "bom", "line", "column"), [
+    ("bom.py", QUIZ, "utf-8", b"\xef\xbb\xbf", 11, 9),
+    ("utf8.py", NON_ASCII_BEFORE, "utf-8", b"", 11, 25),
+    ("latin.py", "# -*- coding: latin-1 -*-\n" + NON_ASCII_BEFORE, "latin-1", b"", 12, 25),
+    ("cp.py", "# -*- coding: cp1252 -*-\n" + NON_ASCII_BEFORE.replace("größe = 1", "größe = \"€\""), "cp1252", b"", 12, 27),
+])
+def test_encodings_keep_positions_in_characters_and_the_fix(name, text, encoding, bom, line, column, tmp_path,
+                                                            monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = _variant(tmp_path, name, text, encoding, bom)
+    assert main([f"{name}:Net", "--input", "3x64x64"]) == 1
+    finding = next(x for x in capsys.readouterr().out.splitlines() if "SHP001" in x)
+    assert finding.startswith(f"{name}:{line}:{column}: SHP001")  # character columns, as flake8 and ruff
+    assert main([f"{name}:Net", "--input", "3x64x64", "--diff"]) == 1
+    assert "+        " in capsys.readouterr().out  # the diff has the fix: not "nothing to change"
+    assert main([f"{name}:Net", "--input", "3x64x64", "--fix"]) == 0
+    expected = text.replace("20 * 12 * 12, 50", "20 * 13 * 13, 50").replace("x.view(-1, 20 * 12 * 12)", "x.flatten(1)")
+    assert path.read_bytes() == bom + expected.encode(encoding)  # the BOM and the encoding kept
+
+
+def test_a_file_changed_after_the_analysis_is_not_written(tmp_path, monkeypatch):
+    from shapecheck import fix, pipeline
+    from shapecheck.errors import UsageError
+    from shapecheck.spec import parse_input
+    from shapecheck.target import parse_target
+
+    monkeypatch.chdir(tmp_path)
+    path = _variant(tmp_path, "net.py", QUIZ)
+
+    def run(fresh=False):
+        report = pipeline.run(parse_target("net.py:Net"), pipeline.Options((parse_input("3x64x64"),)), fresh=fresh)
+        path.write_text(QUIZ + "# the user saved again meanwhile\n")
+        return report
+
+    with pytest.raises(UsageError, match="changed since shapecheck read it"):
+        fix.until_clean(run, lambda change: None, fix.project_roots("net.py"))
+    assert path.read_text() == QUIZ + "# the user saved again meanwhile\n"
