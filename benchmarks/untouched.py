@@ -108,6 +108,7 @@ def measure(case: dict) -> dict:
     from shapecheck.fingerprint import changes, fingerprint
 
     row = dict(case)
+    row["measured_at"] = measured_at()
     try:
         model = build(row)
     except Exception as exc:  # noqa: BLE001 - not shapecheck's: counted apart
@@ -161,7 +162,7 @@ def write_doc(rows: list[dict], doc: Path) -> None:
         "device, dtype, shape, `requires_grad`, values and gradient, every flag and hook),",
         "analyzed in eval mode and in train mode, and fingerprinted again. Goal: 0 changed.",
         "",
-        f"Measured at {measured_at()}, one thread.",
+        f"Measured at {', '.join(sorted({row.get('measured_at', '?') for row in rows}))}, one thread.",
         "",
         "| source | models checked | changed | untouched | analysis crashed (model still untouched) | not built |",
         "|---|---|---|---|---|---|",

@@ -252,3 +252,11 @@ def test_careless_input_specs_are_one_line_usage_errors(spec, says, in_repo, cap
     err = capsys.readouterr().err
     assert says in err and len(err.strip().splitlines()) == 1 and len(err) < 600
     assert "Traceback" not in err and "internal error" not in err
+
+
+def test_fuzzed_inputs_and_configurations_end_in_0_1_or_2_without_a_traceback(in_repo):
+    # The CI sample of benchmarks/fuzz_cli.py (3000 of each there), in its own process.
+    result = subprocess.run([sys.executable, "benchmarks/fuzz_cli.py", "--examples", "150"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "every run exited 0, 1 or 2" in result.stdout

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import threading
 from pathlib import Path
 
@@ -92,13 +93,17 @@ def test_fix_leaves_code_installed_outside_the_project(project: Path, tmp_path: 
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture) -> None:
     """A layer library on PYTHONPATH, as another environment's package: found, reported, not rewritten."""
-    library = tmp_path / "elsewhere" / "layers"
+    library = tmp_path / "elsewhere" / "vendored_layers"
     library.mkdir(parents=True)
     (library / "__init__.py").write_text("")
     shutil.copy(EXAMPLES / "quiz_c.py", library / "quiz.py")
     before = (library / "quiz.py").read_bytes()
     monkeypatch.syspath_prepend(str(tmp_path / "elsewhere"))
-    (project / "model.py").write_text("from layers.quiz import Net\n")
-    assert main(["model.py:Net", "--input", "3x64x64", "--fix"]) == 1
+    (project / "model.py").write_text("from vendored_layers.quiz import Net\n")
+    try:
+        assert main(["model.py:Net", "--input", "3x64x64", "--fix"]) == 1
+    finally:  # the package stays imported otherwise, for every later test in this process
+        for name in ("vendored_layers", "vendored_layers.quiz", "model"):
+            sys.modules.pop(name, None)
     assert (library / "quiz.py").read_bytes() == before
     assert "is outside the project" in capsys.readouterr().err
