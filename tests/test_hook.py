@@ -180,6 +180,40 @@ def test_pre_commit_system_hook_fails_on_a_broken_model_and_passes_once_fixed(pr
     assert "Passed" in fixed.stdout
 
 
+QUITS = """import os
+import sys
+
+import torch.nn as nn
+
+print("debug: loading quits.py")
+
+
+class Quits(nn.Module):
+    shapecheck_input = "8"
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        os._exit(0)
+
+
+if "--help" in sys.argv:
+    sys.exit(0)
+"""
+
+
+def test_pre_commit_never_passes_when_a_model_exits(project, tmp_path_factory):
+    """A clean configured model beside one whose forward calls os._exit(0): the commit fails."""
+    _fix_model(project)
+    (project / "models" / "quits.py").write_text(QUITS)
+    result = _try_repo(_repo(project), "shapecheck-system", tmp_path_factory.mktemp("pre-commit-home"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Failed" in result.stdout and "models/quits.py:17:9: SHP008" in result.stdout
+    assert "os._exit(0)" in result.stdout
+
+
 def test_pre_commit_isolated_hook_installs_shapecheck_and_fails_on_a_broken_model(project, tmp_path_factory):
     """Builds pre-commit's own environment, torch included: about a minute from pip's cache."""
     result = _try_repo(_repo(project), "shapecheck", tmp_path_factory.mktemp("pre-commit-home"))
