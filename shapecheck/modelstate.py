@@ -1,5 +1,5 @@
 """The model walk and its state during a trace: modules in order, parameter counts, the mode
-flags and cached tensors restored afterwards, and the stand-in weights and inputs.
+set for a trace and everything put back after it, and the stand-in weights and inputs.
 
 Every function here reads the user's model; ``in_mode`` is the only one that writes to it,
 and it puts back exactly what it found (shapecheck.preserve).

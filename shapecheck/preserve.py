@@ -36,10 +36,11 @@ from __future__ import annotations
 import functools
 import operator
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from itertools import chain, compress, repeat
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import torch
@@ -56,7 +57,7 @@ _DICTS = frozenset({dict, OrderedDict})
 
 # The snapshots open in this context, by model: a nested ``preserved`` of the same model
 # restores the outer one's state instead of taking another (the state is the same).
-_OPEN: ContextVar[dict[int, Snapshot]] = ContextVar("shapecheck.preserve", default={})
+_OPEN: ContextVar[Mapping[int, Snapshot]] = ContextVar("shapecheck.preserve", default=MappingProxyType({}))
 
 
 class Snapshot:

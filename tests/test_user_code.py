@@ -164,3 +164,16 @@ def test_ctrl_c_exits_130(tmp_path: Path) -> None:
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_a_base_exception_of_the_models_own_is_a_finding_not_a_traceback(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn\n\n\nclass Stop(BaseException):\n    pass\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(8, 2)\n\n"
+        "    def forward(self, x):\n        raise Stop('early stopping signal')\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["net.py:Net", "--input", "8"], capsys)
+    assert code == 1 and "Traceback" not in out + err
+    assert "net.py:14:9: SHP008 Stop: early stopping signal" in out
