@@ -121,7 +121,7 @@ def _solver(model: nn.Module, inputs: tuple[InputSpec, ...], mode: Mode, result:
     algebra reads this analysis' trace, so the rules' size questions cost no trace."""
     first = inputs[0] if inputs else None
     return Solver(model, inputs, mode=mode, traced=result, batch=batch) \
-        if first is not None and first.container == "tensor" and not first.exact else None
+        if first is not None and first.container == "tensor" and not first.exact and first.shape else None
 
 
 def _in_user_files(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:

@@ -91,12 +91,13 @@ _STRUCTURE_HELP = ("a list input is [3x320x320, 3x480x640] (one tensor per sampl
 
 
 def parse_input(text: str | InputSpec | tuple[int, ...], dtype: torch.dtype | None = None) -> InputSpec:
-    """``3x64x64``, ``3,64,64``, ``16000:int64``, ``mask=1x64x64``, a list ``[3x320x320, 3x480x640]``
-    or a dict ``{image: 3x224x224, mask: 1x224x224}``; a tuple of ints is taken as the shape."""
+    """``3x64x64``, ``3,64,64``, ``16000:int64``, ``mask=1x64x64``, ``t=scalar:int64`` (one number per
+    sample, a ``[B]`` tensor), a list ``[3x320x320, 3x480x640]`` or a dict
+    ``{image: 3x224x224, mask: 1x224x224}``; a tuple of ints is taken as the shape, ``()`` as a scalar."""
     if isinstance(text, InputSpec):
         return text
-    if isinstance(text, tuple | list):
-        return _checked(tuple(int(d) for d in text), dtype or torch.float32, str(text))
+    if isinstance(text, tuple | list):  # () is one scalar per sample: a timestep, a label
+        return _checked(tuple(int(d) for d in text), dtype or torch.float32, str(text), scalar=True)
     name, equals, rest = str(text).strip().partition("=")
     if equals and name.strip()[:1] not in _OPEN:  # image=3x224x224: a keyword argument of forward
         if not name.strip().isidentifier():
@@ -111,6 +112,9 @@ def parse_input(text: str | InputSpec | tuple[int, ...], dtype: torch.dtype | No
 def _tensor(text: str, dtype: torch.dtype | None, whole: str, exact: bool = False) -> InputSpec:
     dims, _, dtype_text = text.strip().lower().partition(":")
     dims = dims.replace(" ", "")
+    if dims == SCALAR:  # one number per sample: the tensor is [B]
+        chosen = parse_dtype(dtype_text) if dtype_text else (dtype or torch.float32)
+        return InputSpec((), chosen, exact=exact)
     if not _DIMS.match(dims):
         raise UsageError(
             f"invalid input spec {whole!r}: give one sample's shape without the batch, "
@@ -161,7 +165,7 @@ class _Structure:
         return InputSpec(items[0].leaves[0].shape, items[0].leaves[0].dtype, container=container, items=tuple(items))
 
     def _leaf(self, exact: bool) -> InputSpec:
-        match = re.match(r"\s*([0-9x]+(?::\s*[a-z0-9]+)?)", self.text[self.at:], re.IGNORECASE)
+        match = re.match(r"\s*((?:[0-9x]+|scalar)(?::\s*[a-z0-9]+)?)", self.text[self.at:], re.IGNORECASE)
         if match is None:
             self._fail("expected a shape such as 3x64x64")
         self.at += match.end()
@@ -188,8 +192,8 @@ class _Structure:
         raise UsageError(f"invalid input spec {shown!r}: {why}; {_STRUCTURE_HELP}")
 
 
-def _checked(shape: tuple[int, ...], dtype: torch.dtype, text: str) -> InputSpec:
-    if not shape or any(d <= 0 for d in shape):
+def _checked(shape: tuple[int, ...], dtype: torch.dtype, text: str, scalar: bool = False) -> InputSpec:
+    if (not shape and not scalar) or any(d <= 0 for d in shape):
         raise UsageError(f"invalid input spec {text!r}: every size must be a positive integer")
     if math.prod(shape) > MAX_ELEMENTS:
         raise UsageError(f"invalid input spec {text!r}: {math.prod(shape):,} elements per sample; a tensor here "
@@ -197,6 +201,7 @@ def _checked(shape: tuple[int, ...], dtype: torch.dtype, text: str) -> InputSpec
     return InputSpec(shape, dtype)
 
 
+SCALAR = "scalar"  # the spelling of a per-sample scalar input: --input t=scalar:int64
 MAX_ELEMENTS = 2**48  # per sample: times any batch, still inside torch's int64 sizes
 _MAX_DEPTH = 16  # brackets in one spec: a real model's inputs nest two or three deep
 

@@ -260,3 +260,42 @@ def test_fuzzed_inputs_and_configurations_end_in_0_1_or_2_without_a_traceback(in
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "every run exited 0, 1 or 2" in result.stdout
+
+
+DENOISER = """import torch.nn as nn
+
+
+class Denoiser(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.time = nn.Embedding(1000, 8)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x, timestep):
+        return self.conv(x) + self.time(timestep)[:, :, None, None]
+"""
+
+
+def test_a_per_sample_scalar_input_is_written_scalar(tmp_path, monkeypatch, capsys):
+    # A diffusion model's timestep: one integer per sample, so the tensor is [B].
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "denoise.py").write_text(DENOISER)
+    assert main(["denoise.py:Denoiser", "--input", "3x16x16", "--input", "timestep=scalar:int64",
+                 "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["input"][1] == {"shape": [], "dtype": "int64", "name": "timestep", "exact": False}
+    assert report["outputs"] == [[2, 8, 16, 16]] and report["findings"] == []
+
+
+def test_the_api_takes_an_empty_shape_as_a_per_sample_scalar():
+    import torch
+
+    import shapecheck
+
+    namespace: dict = {}
+    exec(DENOISER, namespace)
+    model = namespace["Denoiser"]()
+    report = shapecheck.analyze(model, {"x": "3x16x16", "timestep": ()}, batch=4)
+    assert report.layers[0].input_shapes == ((4, 3, 16, 16), (4,))
+    report = shapecheck.analyze(model, [torch.zeros(4, 3, 16, 16), torch.zeros(4, dtype=torch.int64)])
+    assert report.layers[0].input_shapes == ((4, 3, 16, 16), (4,)) and report.findings == ()
