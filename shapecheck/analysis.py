@@ -97,7 +97,9 @@ def analyze(
         mine = {key: tuple(t.shape) for key, t in model.state_dict(keep_vars=True).items()}
         found += checkpoint_rule.check(ctx, mine, saved_shapes(checkpoint))
     kept = noqa.keep(f for f in found if registry.selected(f.code, select, ignore))
-    findings = _in_user_files(_with_helper_calls(grouped(kept), result.layers))
+    # Locations outside the user's files go first: findings that had one in torch's code
+    # must not be folded as "layers made at this line" of a line the user cannot see.
+    findings = _with_helper_calls(grouped(_in_user_files(tuple(kept))), result.layers)
     return Report(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=totals, outputs=result.outputs,
