@@ -140,7 +140,14 @@ def test_a_wrong_rank_input_says_what_rank_the_layer_wants(in_repo):
     assert [f.code for f in report.errors] == ["SHP009"]
     assert report.errors[0].message == (
         "conv1: Conv2d expects [B, C, H, W] (4 dimensions) but receives [2, 3, 64] for input 3x64; "
-        "give one sample's shape without the batch as C x H x W, e.g. --input 3x64x64")
+        "give one sample's shape without the batch as C x H x W, e.g. --input 3x64xW with your data's W")
+
+
+def test_a_vector_input_to_a_conv_is_not_read_as_a_cube(in_repo):
+    # --input 100 meant 100 channels or a 1-d signal, not a 100x100x100 image: the sizes not given stay named.
+    model = torch.nn.Sequential(torch.nn.Conv2d(100, 8, 3))
+    report = shapecheck.analyze(model, "100")
+    assert report.errors[0].message.endswith("e.g. --input 100xHxW with your data's H and W")
 
 
 def test_an_ignored_rule_costs_no_extra_trace(monkeypatch):

@@ -210,9 +210,13 @@ def _rank_message(ctx: Context, layer: Layer, got: tuple[int, ...], rank: int) -
                 f"{got[0]} channels; pass --input {spec}, or add it to the data with x.unsqueeze(1)")
     if ctx.producer(layer) is None:  # fed by the input itself: the spec has the wrong rank
         shape, want = ctx.inputs[0].shape, rank + 1
-        example = shape[:want] if len(shape) >= want else shape + shape[-1:] * (want - len(shape))
+        # The sizes given are kept, the missing ones named: repeating a size (100 -> 100x100x100)
+        # would invent an image the user never described.
+        names = ("C", *axes.split(", "))
+        example = [str(d) for d in shape[:want]] + list(names[len(shape):want])
+        missing = " and ".join(names[len(shape):want])
         advice = (f"give one sample's shape without the batch as C x {axes.replace(', ', ' x ')}, "
-                  f"e.g. --input {'x'.join(map(str, example))}")
+                  f"e.g. --input {'x'.join(example)}" + (f" with your data's {missing}" if missing else ""))
     return (f"{layer.name}: {layer.type} expects [B, C, {axes}] ({rank + 2} dimensions) but receives "
             f"{shape_text(got)} for input {ctx.input_text}; {advice}")
 
