@@ -52,7 +52,7 @@ HF = {
 }
 
 
-def cases(only: list[str], timm_every: int) -> list[dict]:
+def cases(only: list[str], timm_every: int, timm_offset: int = 0) -> list[dict]:
     """One payload per model: its key, source, name and input specs."""
     found: list[dict] = []
     if "torchvision" in only:
@@ -72,7 +72,7 @@ def cases(only: list[str], timm_every: int) -> list[dict]:
         import timm
 
         found += [{"model": f"timm/{name}", "source": "timm", "family": "timm", "name": name, "inputs": None,
-                   "kwargs": {}} for name in timm.list_models()[::timm_every]]
+                   "kwargs": {}} for name in timm.list_models()[timm_offset::timm_every]]
     return found
 
 
@@ -204,13 +204,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=SOURCES, help="Sources to check (repeatable).")
     parser.add_argument("--timm-every", type=int, default=10, help="Every n-th name of timm.list_models().")
+    parser.add_argument("--timm-offset", type=int, default=0,
+                        help="Start at this name: two runs with --timm-every 2 and offsets 0 and 1 split the zoo.")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "untouched.md")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--max-rss-gb", type=float, default=16)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
-    chosen = cases(args.only or list(SOURCES), args.timm_every)
+    chosen = cases(args.only or list(SOURCES), args.timm_every, args.timm_offset)
     if not args.report_only:
         pool: Pool1[dict] = Pool1(worker, lambda case: case)
         run_all(pool, chosen, load(args.results), args.results, args.timeout, args.max_rss_gb,

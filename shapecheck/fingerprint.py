@@ -102,4 +102,4 @@ def digest(t: torch.Tensor) -> str | None:
     data = t.detach().reshape(-1).cpu().contiguous()
     if data.dtype.is_complex:
         data = torch.view_as_real(data).reshape(-1)
-    return hashlib.blake2b(data.view(torch.uint8).numpy().tobytes(), digest_size=16).hexdigest()
+    return hashlib.blake2b(data.view(torch.uint8).numpy(), digest_size=16).hexdigest()  # no copy of the bytes
