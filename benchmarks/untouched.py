@@ -171,7 +171,8 @@ def write_doc(rows: list[dict], doc: Path) -> None:
         "",
         f"Measured at {', '.join(sorted({row.get('measured_at', '?') for row in rows}))}, one thread.",
         "",
-        "| source | models checked | changed | untouched | analysis crashed (model still untouched) | not built |",
+        "| source | models checked | changed | untouched | analysis crashed (model still untouched) "
+        "| not checked (build failed, timeout, memory cap) |",
         "|---|---|---|---|---|---|",
     ]
     for family, counts in sorted(by_family.items()):
