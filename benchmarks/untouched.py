@@ -6,6 +6,9 @@ Face models from config and the reference zoo, with real weights. Writes docs/un
     .venv/bin/python benchmarks/untouched.py --only hf --only zoo
     .venv/bin/python benchmarks/untouched.py --report-only       # docs/untouched.md from the results so far
 
+The rows behind docs/untouched.md are kept in docs/results/untouched.jsonl: pass
+``--results docs/results/untouched.jsonl`` to resume or extend that run.
+
 Per model, in one worker process: built on CPU with real (seeded, randomly initialised)
 weights; timm models are built on meta and given uninitialised CPU storage (``to_empty``:
 real tensors, without the random fills that took 40 s for the largest), and a parameter's
@@ -169,7 +172,7 @@ def write_doc(rows: list[dict], doc: Path) -> None:
         "device, dtype, shape, `requires_grad`, values and gradient, every flag and hook),",
         "analyzed in eval mode and in train mode, and fingerprinted again. Goal: 0 changed.",
         "",
-        f"Measured at {', '.join(sorted({row.get('measured_at', '?') for row in rows}))}, one thread.",
+        _measured(rows),
         "",
         "| source | models checked | changed | untouched | analysis crashed (model still untouched) "
         "| not checked (build failed, timeout, memory cap) |",
@@ -199,6 +202,15 @@ def write_doc(rows: list[dict], doc: Path) -> None:
         lines += ["", "## Not checked", "", "| model | status | reason |", "|---|---|---|"]
         lines += [f"| {r['model']} | {r['status']} | {cell(r.get('reason', ''))} |" for r in other]
     doc.write_text("\n".join(lines) + "\n")
+
+
+def _measured(rows: list[dict]) -> str:
+    """Where the rows were measured: the commit of most, and how many came from others."""
+    commits = Counter(row.get("measured_at", "?") for row in rows)
+    (most, count), others = commits.most_common(1)[0], len(rows) - commits.most_common(1)[0][1]
+    rest = (f"; the other {others} at {len(commits) - 1} earlier commits of the same work (each row's is in "
+            "the results file)") if others else ""
+    return f"Measured with one thread: {count} models at {most}{rest}."
 
 
 def main() -> None:
