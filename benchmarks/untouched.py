@@ -208,8 +208,8 @@ def _measured(rows: list[dict]) -> str:
     """Where the rows were measured: the commit of most, and how many came from others."""
     commits = Counter(row.get("measured_at", "?") for row in rows)
     (most, count), others = commits.most_common(1)[0], len(rows) - commits.most_common(1)[0][1]
-    rest = (f"; the other {others} at {len(commits) - 1} earlier commits of the same work (each row's is in "
-            "the results file)") if others else ""
+    rest = (f"; the other {others} at {len(commits) - 1} earlier commits of the same work (each row's commit is in "
+            "[results/untouched.jsonl](results/untouched.jsonl))") if others else ""
     return f"Measured with one thread: {count} models at {most}{rest}."
 
 
