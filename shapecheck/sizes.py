@@ -169,7 +169,8 @@ class Solver:
 
     def solve(self, low: int, high: int, fallback: tuple[int, int] | None = None) -> Sizes:
         """The algebra's answer, checked by real forwards; the sweep where it cannot serve.
-        ``fallback`` is the range the sweep covers instead (a sweep of 1..4096 is slow)."""
+        ``fallback`` bounds the sweep instead (a sweep of 1..4096 is slow): it goes from ``low``
+        to the fallback's top."""
         if high - low + 1 > MAX_SIZES:  # the algebra holds a few arrays of every size at once
             raise UsageError(f"the range {low}..{high} holds {high - low + 1:,} sizes; at most {MAX_SIZES:,} "
                              f"are answered at once (about {MAX_SIZES * 128 // 2**20} MiB): split it")
@@ -181,7 +182,9 @@ class Solver:
             if contradicted is None:
                 return answer
             self.unmodelled = contradicted
-        low, high = fallback or (low, high)
+        # The fallback sweeps from the range's own low end: the smallest sizes are the cheapest
+        # forwards, and a sweep from 16 reported 16 as the minimum of models that take 1.
+        low, high = (low, fallback[1]) if fallback else (low, high)
         return replace(self.sweep(low, high), why_sweep=self.unmodelled)
 
     def _from_algebra(self, found: Evaluation, low: int, high: int) -> Sizes:

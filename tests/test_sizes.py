@@ -257,3 +257,17 @@ def test_a_functional_batch_norm_keeps_its_input_shape_in_the_algebra():
     answer = solver.solve(1, 64)
     assert answer.method == "algebra", solver.unmodelled
     assert answer.accepted == Solver(FunctionalNorm(), [spec]).sweep(1, 64).accepted == tuple(range(3, 65))
+
+
+def test_the_sweep_fallback_starts_where_the_range_starts():
+    # An op outside the algebra (indexing): the sweep answers, from 1, not from 16.
+    class Sliced(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x)[:, :, 1:]
+
+    answer = Solver(Sliced(), [parse_input("3x32x32")], (3, None, None)).solve(1, 4096, fallback=(16, 512))
+    assert answer.method == "sweep" and (answer.low, answer.high) == (1, 512) and answer.minimum == 3
