@@ -196,3 +196,13 @@ def test_a_finding_inside_a_helper_names_the_models_call_of_the_helper():
     built = build(parse_target(f"{FIXTURES / 'sequential_helper.py'}:Net"))
     (finding,) = shapecheck.analyze(built.model, "3x32x32").errors
     assert finding.location.line == 7 and finding.message.endswith("(made by the call at line 16)")
+
+
+def test_a_wrong_output_size_is_blamed_on_the_layer_that_made_it(in_repo):
+    # DCGAN's discriminator, built for 64x64, fed 128x128: its last conv makes 5x5, the Sigmoid after it only keeps it.
+    built = build(parse_target("tests/fixtures/outside/dcgan.py:Discriminator"))
+    report = shapecheck.analyze(built.model, "3x128x128", output="1x1x1")
+    finding = next(f for f in report.errors if f.code == "SHP007")
+    assert finding.layer == "main.11" and finding.location.line == 22
+    assert finding.message.endswith("main.11 (Conv2d) makes that shape: 8 -> floor((8 + 2*0 - 4) / 1) + 1 = 5 "
+                                    "([2, 512, 8, 8] -> [2, 1, 5, 5])")

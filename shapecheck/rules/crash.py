@@ -305,9 +305,34 @@ def check_output(ctx: Context) -> Iterator[Finding]:
         return
     actual = ctx.outputs[0][1:]
     if tuple(actual) != tuple(ctx.expected_output):
-        last = next((l for l in reversed(ctx.layers) if l.kind == "module" and l.is_leaf), None)
+        last = next((l for l in reversed(ctx.layers) if l.is_leaf and l.output_shapes), None)
+        maker = _shape_maker(ctx, last) if last is not None else None
         yield r.OUTPUT_MISMATCH.finding(
             f"output is {'x'.join(map(str, actual))} per sample but "
             f"{'x'.join(map(str, ctx.expected_output))} was expected for input {ctx.input_text}"
-            + (f"; the last layer is {last.name} ({last.type})" if last else ""),
-            last.defined_at if last else None, layer=last.name if last else None)
+            + (f"; {maker.name} ({maker.type}) makes that shape: {_made(maker)}" if maker else ""),
+            (maker.defined_at or maker.called_at) if maker else None, layer=maker.name if maker else None,
+            called_at=maker.called_at if maker else None)
+
+
+def _shape_maker(ctx: Context, layer: Layer) -> Layer:
+    """The last layer that changed the shape on the way to ``layer``: past a Sigmoid, a
+    ReLU or a norm, which keep it, to the conv or pool whose arithmetic made it."""
+    seen: set[int] = set()
+    while layer.input_shapes and layer.output_shapes and layer.input_shapes[0] == layer.output_shapes[0] \
+            and layer.index not in seen:
+        seen.add(layer.index)
+        before = ctx.producer(layer)
+        if before is None:
+            break
+        layer = before
+    return layer
+
+
+def _made(layer: Layer) -> str:
+    from shapecheck.explain import arithmetic_line
+
+    line = arithmetic_line(layer)
+    shapes = f"{shape_text(layer.input_shapes[0])} -> {shape_text(layer.output_shapes[0])}" \
+        if layer.input_shapes and layer.output_shapes else ""
+    return f"{line.partition(': ')[2]} ({shapes})" if line and shapes else line or shapes
