@@ -76,6 +76,7 @@ class Evaluation:
     batch: int = 1
     drops: list[Drops] = field(default_factory=list)
     received: dict[str, Sym] = field(default_factory=dict)  # each module row's first input
+    reached: dict[str, np.ndarray] = field(default_factory=dict)  # the sizes at which every row before it ran
 
     def accepted(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.sizes[self.ok])
@@ -87,7 +88,9 @@ class Evaluation:
             return {}
         width = np.broadcast_to(shape[-1], self.sizes.shape)
         rows = np.broadcast_to(shape[0], self.sizes.shape)
-        return {int(s): int(w) for s, w, r in zip(self.sizes, width, rows) if r == self.batch}
+        # Only where the forward gets that far: a pool before it that refuses a size makes no width.
+        reached = self.reached.get(layer, np.ones(self.sizes.shape, dtype=bool))
+        return {int(s): int(w) for s, w, r, ran in zip(self.sizes, width, rows, reached) if r == self.batch and ran}
 
 
 def evaluate(layers: Sequence[Layer], free: Sequence[bool], batch: int, sizes: Sequence[int],
@@ -103,7 +106,8 @@ def evaluate(layers: Sequence[Layer], free: Sequence[bool], batch: int, sizes: S
     return Evaluation(grid[keep], replay.ok[keep], replay.first[keep], batch,
                     [Drops(d.layer, *(tuple(_cut(v, keep) for v in part) for part in (d.inputs, d.outputs, d.pixels)))
                      for d in replay.drops],
-                    {name: tuple(_cut(d, keep) for d in shape) for name, shape in replay.received.items()})
+                    {name: tuple(_cut(d, keep) for d in shape) for name, shape in replay.received.items()},
+                    {name: ran[keep] for name, ran in replay.reached.items()})
 
 
 def _cut(value: Dim, keep: np.ndarray) -> Dim:
@@ -119,6 +123,7 @@ class _Replay:
         self.outs: dict[int, list[Sym]] = {}
         self.drops: list[Drops] = []
         self.received: dict[str, Sym] = {}
+        self.reached: dict[str, np.ndarray] = {}
         self.index = 0
 
     # -- driving ------------------------------------------------------------------------
@@ -132,6 +137,7 @@ class _Replay:
             shapes = self._inputs(layer)
             if layer.kind == "module":
                 self.received[layer.name] = shapes[0] if shapes else ()
+                self.reached[layer.name] = self.ok.copy()
             ran = bool(self.ok[self.at])
             outs = self._row(layer, shapes)
             if ran and not self.ok[self.at] and not layer.failed:
@@ -598,9 +604,13 @@ def _shape_args(layer: Layer) -> tuple[int, ...] | None:
     return tuple(args) if args and all(isinstance(a, int) for a in args) else None
 
 
+_WINDOW_DEFAULTS = {"kernel_size": None, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
+
+
 def _functional_window(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
     names = _SIGNATURES[layer.name]
-    values = dict(zip(names, _params(layer, names, (None, None, 0, 1, False)[:len(names)])))
+    # Defaults by name: avg_pool has no dilation, so its 4th parameter is ceil_mode.
+    values = dict(zip(names, _params(layer, names, tuple(_WINDOW_DEFAULTS[n] for n in names))))
     if values["kernel_size"] is None:
         raise Unmodelled(f"{layer.name}: no kernel size")
     kind = ("MaxPool" if layer.name.startswith("max") else "AvgPool") + layer.name[-2:]

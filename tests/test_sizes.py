@@ -271,3 +271,16 @@ def test_the_sweep_fallback_starts_where_the_range_starts():
 
     answer = Solver(Sliced(), [parse_input("3x32x32")], (3, None, None)).solve(1, 4096, fallback=(16, 512))
     assert answer.method == "sweep" and (answer.low, answer.high) == (1, 512) and answer.minimum == 3
+
+
+def test_a_functional_average_pool_is_read_with_its_own_defaults(in_repo):
+    """F.avg_pool2d(out, 4): avg_pool has no dilation, so its 4th parameter is ceil_mode; reading
+    dilation's default there made every size pool to 1x1. The SHP001 hint and `sizes` now agree."""
+    from shapecheck.target import build, parse_target
+
+    model = build(parse_target("tests/fixtures/outside/cifar_resnet.py:ResNet")).model
+    answer = Solver(model, [parse_input("3x32x32")], (3, None, None)).solve(1, 96)
+    assert answer.method == "algebra" and answer.accepted == tuple(range(25, 57))
+    assert answer.accepted == Solver(model, [parse_input("3x32x32")], (3, None, None)).sweep(1, 96).accepted
+    report = shapecheck.analyze(model, "3x64x64")
+    assert "512 fits 3x25x25 to 3x56x56 inputs" in report.errors[0].message
