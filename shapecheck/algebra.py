@@ -76,7 +76,7 @@ class Evaluation:
     batch: int = 1
     drops: list[Drops] = field(default_factory=list)
     received: dict[str, Sym] = field(default_factory=dict)  # each module row's first input
-    reached: dict[str, np.ndarray] = field(default_factory=dict)  # the sizes at which every row before it ran
+    reached: dict[str, np.ndarray] = field(default_factory=dict)  # the sizes at which every window before it has an output
 
     def accepted(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.sizes[self.ok])
@@ -88,7 +88,7 @@ class Evaluation:
             return {}
         width = np.broadcast_to(shape[-1], self.sizes.shape)
         rows = np.broadcast_to(shape[0], self.sizes.shape)
-        # Only where the forward gets that far: a pool before it that refuses a size makes no width.
+        # Only where a map reaches it: a pool before it with no output at a size makes no width there.
         reached = self.reached.get(layer, np.ones(self.sizes.shape, dtype=bool))
         return {int(s): int(w) for s, w, r, ran in zip(self.sizes, width, rows, reached) if r == self.batch and ran}
 
@@ -124,6 +124,9 @@ class _Replay:
         self.drops: list[Drops] = []
         self.received: dict[str, Sym] = {}
         self.reached: dict[str, np.ndarray] = {}
+        # Sizes at which every window so far has an output: a hard-coded view fails and the
+        # trace recovers, but a pool with no output leaves nothing for the layers after it.
+        self.exists = np.ones(grid.shape, dtype=bool)
         self.index = 0
 
     # -- driving ------------------------------------------------------------------------
@@ -137,7 +140,7 @@ class _Replay:
             shapes = self._inputs(layer)
             if layer.kind == "module":
                 self.received[layer.name] = shapes[0] if shapes else ()
-                self.reached[layer.name] = self.ok.copy()
+                self.reached[layer.name] = self.exists.copy()
             ran = bool(self.ok[self.at])
             outs = self._row(layer, shapes)
             if ran and not self.ok[self.at] and not layer.failed:
@@ -304,6 +307,7 @@ def _windowed(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
     outs = tuple(_window_out(w, n) for w, n in zip(found, spatial))
     for out in outs:
         r.require(np.greater_equal(out, 1))
+        r.exists &= np.broadcast_to(np.greater_equal(out, 1), r.grid.shape)
     pixels = tuple(_window_dropped(w, n, o) for w, n, o in zip(found, spatial, outs))
     if any(isinstance(p, np.ndarray) and p.any() for p in pixels) and layer.kind == "module":
         r.drops.append(Drops(layer.name, tuple(spatial), outs, pixels))
