@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from shapecheck import files
 from shapecheck.errors import UsageError
 from shapecheck.report import Finding, Fix, Layer, Report, Shape
-from shapecheck.sources import Argument, Span, bytes_seen, forget, method_call, parse_expression
+from shapecheck.sources import Argument, Span, digest, digest_seen, forget, method_call, parse_expression
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -195,8 +195,8 @@ def write(change: Change) -> None:
     """Rewrite the file (``files.write``: through a link, keeping hard links, owner and
     mode), in its encoding and line endings, if it still holds what the analysis read."""
     _, encoding, raw = read(change.path)
-    seen = bytes_seen(change.path)
-    if raw.decode(encoding) != change.before or (seen is not None and seen != raw):
+    seen = digest_seen(change.path)
+    if raw.decode(encoding) != change.before or (seen is not None and seen != digest(raw)):
         raise UsageError(f"{change.path} changed since shapecheck read it; nothing written to it: run again")
     files.write(change.path, change.after.encode(encoding))
 

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import functools
 import operator
+import signal
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -156,7 +158,8 @@ def preserved(model: nn.Module, modules: list[nn.Module] | None = None) -> Itera
         try:
             yield
         finally:
-            outer.restore()
+            with _signals_held():
+                outer.restore()
         return
     snapshot = Snapshot(_unique(model) if modules is None else modules)
     token = _OPEN.set({**open_now, id(model): snapshot})
@@ -164,7 +167,23 @@ def preserved(model: nn.Module, modules: list[nn.Module] | None = None) -> Itera
         yield
     finally:
         _OPEN.reset(token)
-        snapshot.restore()
+        with _signals_held():
+            snapshot.restore()
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and the --timeout alarm wait until a restore has finished: one arriving in the
+    middle would leave the model half put back. They are delivered right after."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield  # other threads never run Python's signal handlers
+        return
+    held = {signal.SIGINT, signal.SIGALRM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

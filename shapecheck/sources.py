@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import inspect
 import io
 import os
@@ -659,12 +660,16 @@ def _nested(scope: ast.AST) -> list[ast.AST]:
     return found
 
 
-_SEEN: dict[str, bytes] = {}  # each file's bytes as the analysis read them, by real path
+_SEEN: dict[str, str] = {}  # a digest of each file's bytes as the analysis read them, by real path
 
 
-def bytes_seen(path: str) -> bytes | None:
-    """The bytes the analysis read from ``path``, or None if it read none: --fix compares them
-    with the file on disk before it writes, and refuses a file that changed meanwhile."""
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def digest_seen(path: str) -> str | None:
+    """A digest of the bytes the analysis read from ``path``, or None if it read none: --fix
+    compares it with the file on disk before it writes, and refuses a file that changed."""
     return _SEEN.get(os.path.realpath(path))
 
 
@@ -674,7 +679,7 @@ def _source(path: str) -> str:
     as Python drops it), with universal newlines."""
     with open(path, "rb") as handle:
         raw = handle.read()
-    _SEEN[os.path.realpath(path)] = raw
+    _SEEN[os.path.realpath(path)] = digest(raw)
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
     except SyntaxError:
