@@ -67,6 +67,15 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(code.strip().upper() for value in values for code in value.split(",") if code.strip())
 
 
+# Options of every mode that runs a model's code: check and project (the pre-commit hook).
+_TIMEOUT = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+                        help="End each model's analysis after SECONDS with a finding naming the layer it was in "
+                             "(project mode: default [tool.shapecheck] timeout).")
+_MAX_CPU_MEMORY = click.option("--max-cpu-memory", default=None, metavar="BYTES",
+                               help="Memory a value-reading forward may use on CPU, e.g. 8GiB "
+                                    "(default: 80% of the free memory).")
+
+
 @cli.command()
 @click.argument("target")
 @click.option("-i", "--input", "inputs", multiple=True, required=True,
@@ -105,10 +114,8 @@ def _split(values: Sequence[str]) -> tuple[str, ...]:
 @click.option("--checkpoint", default=None, type=click.Path(),
               help="A state_dict file to reconcile with the model (loaded with weights_only=True).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="End the analysis after SECONDS with a finding naming the layer it was in.")
-@click.option("--max-cpu-memory", default=None, metavar="BYTES",
-              help="Memory a value-reading forward may use on CPU, e.g. 8GiB (default: 80% of the free memory).")
+@_TIMEOUT
+@_MAX_CPU_MEMORY
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
           mode: str, fmt: str, output_file: str | None, depth: int, show_source: bool, no_functional: bool,
@@ -244,10 +251,8 @@ def _bounds(text: str) -> tuple[int, int]:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="text (default), json (an array of reports), github, sarif (one run per model) or markdown.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are error findings.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Seconds for each model (default: [tool.shapecheck] timeout, else none).")
-@click.option("--max-cpu-memory", default=None, metavar="BYTES",
-              help="Memory a value-reading forward may use on CPU, e.g. 8GiB.")
+@_TIMEOUT
+@_MAX_CPU_MEMORY
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
 def project(files: tuple[str, ...], fmt: str, exit_zero: bool, timeout: float | None, max_cpu_memory: str | None,
             verbose: bool) -> int:

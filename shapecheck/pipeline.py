@@ -38,10 +38,10 @@ def run(target: Any, options: Options, *, verbose: bool = False, fresh: bool = F
     from shapecheck.target import build
     from shapecheck.errors import UsageError
     from shapecheck.sources import traceback_location
-    from shapecheck.usercode import TimedOut, deadline, running
+    from shapecheck.usercode import ModelExited, TimedOut, deadline, describe, running
 
     # The user's import, constructor and forward: see shapecheck.usercode.
-    with running(target.path), deadline(options.timeout):
+    with running(target.path or target.module), deadline(options.timeout):
         try:
             built = build(target, verbose=verbose, fresh=fresh)
             report = analyze(built.model, list(options.inputs), name=built.target.name, path=built.target.path,
@@ -53,6 +53,8 @@ def run(target: Any, options: Options, *, verbose: bool = False, fresh: bool = F
             where = traceback_location(exc)
             raise UsageError(f"{target.text}: not finished within --timeout {exc.seconds:g} s"
                              + (f" (at {where})" if where else "")) from None
+        except (SystemExit, ModelExited) as exc:  # outside the forward too: a state_dict hook, a __getattr__
+            raise UsageError(describe(exc, f"checking {target.name}", traceback_location(exc))) from None
     if built.device == "cpu":
         memory = size(report.totals.param_bytes + report.totals.buffer_bytes)
         report = replace(report, notes=(*report.notes, f"the constructor needs real values, so the model was "

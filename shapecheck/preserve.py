@@ -70,8 +70,8 @@ class Snapshot:
     changed, and rewrites modules one by one only where something did.
     """
 
-    __slots__ = ("modules", "classes", "dicts", "keys", "values", "sizes", "empty", "full", "copies",
-                 "tables", "table_keys", "table_values", "table_sizes", "others", "tensors")
+    __slots__ = ("modules", "classes", "dicts", "keys", "values", "sizes", "empty", "tables", "table_copies",
+                 "table_keys", "table_values", "table_sizes", "others", "tensors")
 
     def __init__(self, modules: list[nn.Module]) -> None:
         self.modules = modules
@@ -83,16 +83,16 @@ class Snapshot:
         kinds = list(map(type, self.values))
         holders = list(compress(self.values, map(_CONTAINERS.__contains__, kinds)))
         self.empty = list(compress(holders, map(operator.not_, holders)))  # most hook tables
-        self.full = list(compress(holders, holders))
-        self.copies = list(map(_COPY, self.full))
+        full = list(compress(holders, holders))
+        copies = list(map(_COPY, full))
         # The dicts among them (the parameter, buffer and child tables) are checked all at once.
-        is_dict = list(map(_DICTS.__contains__, map(type, self.full)))
-        self.tables = list(compress(self.full, is_dict))
-        tables = list(compress(self.copies, is_dict))
-        self.table_keys = list(chain.from_iterable(tables))
-        self.table_values = list(chain.from_iterable(map(dict.values, tables)))
-        self.table_sizes = list(map(len, tables))
-        self.others = [(value, kept) for value, kept, d in zip(self.full, self.copies, is_dict) if not d]
+        is_dict = list(map(_DICTS.__contains__, map(type, full)))
+        self.tables = list(compress(full, is_dict))
+        self.table_copies = list(compress(copies, is_dict))
+        self.table_keys = list(chain.from_iterable(self.table_copies))
+        self.table_values = list(chain.from_iterable(map(dict.values, self.table_copies)))
+        self.table_sizes = list(map(len, self.table_copies))
+        self.others = [(value, kept) for value, kept, d in zip(full, copies, is_dict) if not d]
         # Plain tensors, alone or first in a tuple; isinstance(x, Tensor) runs Python code
         # per call, so it is asked once per type.
         tuples = list(compress(self.values, map(_IS, kinds, repeat(tuple))))
@@ -124,7 +124,7 @@ class Snapshot:
                 value.clear()
         if list(map(len, self.tables)) != self.table_sizes or list(chain.from_iterable(self.tables)) != self.table_keys \
                 or not all(map(_IS, chain.from_iterable(map(dict.values, self.tables)), self.table_values)):
-            for value, kept in zip(self.full, self.copies):
+            for value, kept in zip(self.tables, self.table_copies):
                 if not _same(value, kept):
                     _refill(value, kept)
         for value, kept in self.others:

@@ -24,7 +24,6 @@ ConvNd: type = nn.modules.conv._ConvNd
 ConvTransposeNd: type = nn.modules.conv._ConvTransposeNd
 NormBase: type = nn.modules.batchnorm._NormBase  # BatchNorm*d and InstanceNorm*d
 LazyMixin: type = nn.modules.lazy.LazyModuleMixin
-LazyTensor: type = nn.parameter.UninitializedTensorMixin  # a lazy module's weight before its first input
 
 
 def no_torch_function() -> AbstractContextManager[Any]:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from shapecheck import memo, patches, recovery, sources, torchapi, usercode
+from shapecheck import lazy, memo, patches, recovery, sources, torchapi, usercode
 from shapecheck.freeze import Row, freeze, output_names, touched_names
 from shapecheck.interception import FlopMode, FunctionMode
 from shapecheck.memo import Memo
@@ -222,9 +222,9 @@ class Tracer:
         if index is not None:
             self.rows[index].failed = True
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        name = type(exc).__name__
-        if usercode.exit_call(exc):
-            name, message = "SystemExit", f"the forward called {usercode.exit_call(exc)}, which would end the process"
+        name, exited = type(exc).__name__, usercode.exit_call(exc)
+        if exited:
+            name, message = "SystemExit", f"the forward called {exited}, which would end the process"
         if isinstance(exc, usercode.TimedOut):
             message = (f"the analysis passed its --timeout of {exc.seconds:g} s here: the forward runs too long "
                        "(an endless loop, or a model too slow to trace); raise --timeout if it is only slow")
@@ -330,9 +330,9 @@ def _cpu_refusal(walked: Walk, limit: int | None) -> str | None:
     """Why the CPU run must not start, or None: its weights (every parameter and buffer,
     copied or drawn for the run) would not fit in 80% of the memory free, or in ``limit``."""
     tensors = {id(t): t for _, m in walked.tree for t in (*m._parameters.values(), *m._buffers.values())
-               if t is not None and not isinstance(t, torchapi.LazyTensor)}
-    need = sum(t.numel() * t.element_size() for t in tensors.values())
-    free = memory_free()
+               if t is not None}
+    need = sum(lazy.numel(t) * t.element_size() for t in tensors.values())
+    free = _memory_free()
     caps = [(limit, "--max-cpu-memory")] if limit is not None else []
     caps += [(int(free * 0.8), "80% of the memory free")] if free is not None else []
     cap, what = min(caps, default=(None, ""), key=lambda c: c[0])
@@ -343,7 +343,7 @@ def _cpu_refusal(walked: Walk, limit: int | None) -> str | None:
             "with more memory, raise --max-cpu-memory, or keep value reads (.item(), if on a tensor) out of forward")
 
 
-def memory_free() -> int | None:
+def _memory_free() -> int | None:
     """Bytes of memory available to a new allocation (Linux's MemAvailable), or None."""
     try:
         with open("/proc/meminfo") as handle:

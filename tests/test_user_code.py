@@ -177,3 +177,27 @@ def test_a_base_exception_of_the_models_own_is_a_finding_not_a_traceback(tmp_pat
     code, out, err = run_cli(["net.py:Net", "--input", "8"], capsys)
     assert code == 1 and "Traceback" not in out + err
     assert "net.py:14:9: SHP008 Stop: early stopping signal" in out
+
+
+def test_an_exit_outside_the_forward_still_leaves_the_other_models_checked(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """A state_dict hook (run by the checkpoint check, after the trace) that calls sys.exit."""
+    import torch
+
+    (tmp_path / "broken.py").write_text((ROOT / CARELESS / "broken.py").read_text())
+    (tmp_path / "hooked.py").write_text(
+        "import sys\nimport torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(8, 2)\n"
+        "        self._register_state_dict_hook(lambda *a: sys.exit(0))\n\n"
+        "    def forward(self, x):\n        return self.fc(x)\n")
+    torch.save({"fc.weight": torch.zeros(2, 8), "fc.bias": torch.zeros(2)}, tmp_path / "w.pt")
+    (tmp_path / "pyproject.toml").write_text(
+        '[[tool.shapecheck.models]]\ntarget = "hooked.py:Net"\ninput = "8"\ncheckpoint = "w.pt"\n'
+        '[[tool.shapecheck.models]]\ntarget = "broken.py:Net"\ninput = "3x64x64"\n')
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["project"], capsys)
+    assert code == 2
+    assert "hooked.py:9:" in err and "checking Net called sys.exit(0)" in err
+    assert "broken.py" in out and "SHP001" in out  # the next model was still checked
+    assert "1 of 2 model(s) could not be checked" in err
