@@ -318,11 +318,8 @@ def check_output(ctx: Context) -> Iterator[Finding]:
 def _shape_maker(ctx: Context, layer: Layer) -> Layer:
     """The last layer that changed the shape on the way to ``layer``: past a Sigmoid, a
     ReLU or a norm, which keep it, to the conv or pool whose arithmetic made it."""
-    seen: set[int] = set()
-    while layer.input_shapes and layer.output_shapes and layer.input_shapes[0] == layer.output_shapes[0] \
-            and layer.index not in seen:
-        seen.add(layer.index)
-        before = ctx.producer(layer)
+    while layer.input_shapes and layer.output_shapes and layer.input_shapes[0] == layer.output_shapes[0]:
+        before = ctx.producer(layer)  # always an earlier row: the walk ends
         if before is None:
             break
         layer = before
