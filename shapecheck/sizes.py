@@ -24,6 +24,7 @@ from shapecheck.errors import UsageError
 from shapecheck.spec import InputSpec
 from shapecheck.modelstate import Mode, call_with, in_mode, make_arguments, module_tree, stand_ins
 from shapecheck.naming import module_attrs
+from shapecheck.preserve import preserved
 from shapecheck.interception import FastMetaMode
 from shapecheck.algebra import Evaluation, Unmodelled, evaluate
 from shapecheck.trace import NeedsValues, TraceResult, raise_if_needs_values, trace
@@ -174,6 +175,10 @@ class Solver:
         if high - low + 1 > MAX_SIZES:  # the algebra holds a few arrays of every size at once
             raise UsageError(f"the range {low}..{high} holds {high - low + 1:,} sizes; at most {MAX_SIZES:,} "
                              f"are answered at once (about {MAX_SIZES * 128 // 2**20} MiB): split it")
+        with preserved(self.model):
+            return self._solve(low, high, fallback)
+
+    def _solve(self, low: int, high: int, fallback: tuple[int, int] | None) -> Sizes:
         found = self.evaluation(low, high)
         if found is not None:
             answer = self._from_algebra(found, low, high)
@@ -242,7 +247,10 @@ class Solver:
         return self._cache[size]
 
     def sweep(self, low: int, high: int) -> Sizes:
-        probes = [self.probe(size) for size in range(low, high + 1)]
+        # The meta twin shares the model's plain tensors and other objects; a forward that
+        # writes one in place must not leave it changed (shapecheck.preserve).
+        with preserved(self.model):
+            probes = [self.probe(size) for size in range(low, high + 1)]
         accepted = tuple(p.size for p in probes if p.ok)
         lossy = {p.size: p.drops for p in probes if p.ok and p.drops}
         return Sizes(self.template_text, low, high, accepted, lossy, self.device, method="sweep",

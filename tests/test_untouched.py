@@ -443,3 +443,26 @@ def test_the_value_reading_path_leaves_the_environment_as_found(monkeypatch: pyt
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+class _CountsEveryCall(nn.Module):
+    """Bumps a plain tensor on every call, on any device: the sizes solver's meta twin shares it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.calls = torch.zeros((), dtype=torch.long)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.conv(x)
+
+
+def test_the_sizes_solver_puts_back_what_its_twin_forwards_write() -> None:
+    model = _CountsEveryCall()
+    before = fingerprint(model)
+    solver = Solver(model, [parse_input("3x8x8")], (3, None, None))
+    solver.sweep(3, 12)
+    solver.solve(1, 64)
+    assert changes(before, fingerprint(model)) == []
+    assert int(model.calls) == 0
