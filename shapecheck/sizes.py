@@ -159,7 +159,8 @@ class Solver:
         likely = [s for s in (224, 64, 32, 128, 16) if low <= s <= high] or [min(max(low, 64), high)]
         for size in likely[:3]:
             # On the meta twin the checking forwards use after: its weights need no stand-ins.
-            result = trace(self._meta_model(), self._specs(size), 1, self.mode)
+            # keep: the twin is shapecheck's own, so it needs no snapshot of its own.
+            result = trace(self._meta_model(), self._specs(size), 1, self.mode, keep=True)
             if result.outputs and all(f.recovered for f in result.failures):
                 break
         return result, 1, size  # type: ignore[return-value]
