@@ -17,12 +17,13 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 import numpy as np
 
 from shapecheck import arithmetic
+from shapecheck.functional import TWINS, twin_type
 from shapecheck.report import Layer, Shape
 
 Dim = Union[int, np.ndarray]  # a constant, or one value per candidate size
@@ -294,8 +295,9 @@ def _layer_norm(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
 
 def _windowed(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
     x = shapes[0]
-    rank = arithmetic.spatial_rank(layer.type, layer.input_shapes[0] if layer.input_shapes else None)
-    found = arithmetic.windows_from(layer.type, dict(layer.attrs), rank)
+    kind = _twin(layer)  # F.max_pool2d's row has MaxPool2d's attrs
+    rank = arithmetic.spatial_rank(kind, layer.input_shapes[0] if layer.input_shapes else None)
+    found = arithmetic.windows_from(kind, dict(layer.attrs), rank)
     channels = layer.attr("in_channels")
     if channels is not None and len(x) > (rank or 0):
         r.require(np.equal(x[-(rank or 0) - 1], channels))
@@ -309,7 +311,7 @@ def _windowed(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
         r.require(np.greater_equal(out, 1))
         r.exists &= np.broadcast_to(np.greater_equal(out, 1), r.grid.shape)
     pixels = tuple(_window_dropped(w, n, o) for w, n, o in zip(found, spatial, outs))
-    if any(isinstance(p, np.ndarray) and p.any() for p in pixels) and layer.kind == "module":
+    if any(isinstance(p, np.ndarray) and p.any() for p in pixels):
         r.drops.append(Drops(layer.name, tuple(spatial), outs, pixels))
     lead = x[:len(x) - len(found)]
     if layer.attr("out_channels") is not None:
@@ -337,8 +339,8 @@ def _window_dropped(w: arithmetic.Window, n: Dim, out: Dim) -> Dim:
 
 def _adaptive(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
     x = shapes[0]
-    size = layer.attr("output_size") if layer.kind == "module" else _params(layer, ("output_size",), (None,))[0]
-    size = tuple(size) if isinstance(size, tuple | list) else (size,) * _rank_of(layer.type, x)
+    size = layer.attr("output_size")  # a functional row's too: see shapecheck.functional
+    size = tuple(size) if isinstance(size, tuple | list) else (size,) * _rank_of(_twin(layer), x)
     for dim in x[len(x) - len(size):]:
         r.require(np.greater_equal(dim, 1))
     out = (*x[:len(x) - len(size)], *(d if s is None else s for s, d in zip(size, x[len(x) - len(size):])))
@@ -522,10 +524,7 @@ def _chunk(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
 
 def _interpolate(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
     x = shapes[0]
-    if layer.kind == "module":
-        size, scale = layer.attr("size"), layer.attr("scale_factor")
-    else:
-        size, scale = _params(layer, ("size", "scale_factor"), (None, None))
+    size, scale = layer.attr("size"), layer.attr("scale_factor")
     rank = len(x) - 2
     if size is not None:
         size = tuple(size) if isinstance(size, tuple | list) else (size,) * rank
@@ -543,7 +542,7 @@ def _interpolate(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
 
 def _pad(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
     x = list(shapes[0])
-    (pad,) = _params(layer, ("pad",), (None,))
+    pad = layer.attr("pad")
     if pad is None:
         raise Unmodelled(f"{layer.name}: no padding given")
     for k in range(len(pad) // 2):
@@ -564,16 +563,10 @@ def _matmul(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
 _SIGNATURES: dict[str, tuple[str, ...]] = {
     "flatten": ("start_dim", "end_dim"), "unsqueeze": ("dim",), "squeeze": ("dim",),
     "cat": ("tensors", "dim"), "concat": ("tensors", "dim"), "concatenate": ("tensors", "dim"),
-    "chunk": ("chunks", "dim"), "interpolate": ("size", "scale_factor"), "pad": ("pad",),
+    "chunk": ("chunks", "dim"),
     "mean": ("dim", "keepdim"), "sum": ("dim", "keepdim"), "amax": ("dim", "keepdim"), "amin": ("dim", "keepdim"),
     "std": ("dim", "keepdim"), "var": ("dim", "keepdim"), "prod": ("dim", "keepdim"),
     "logsumexp": ("dim", "keepdim"),
-    "max_pool1d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
-    "max_pool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
-    "max_pool3d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
-    "avg_pool1d": ("kernel_size", "stride", "padding", "ceil_mode"),
-    "avg_pool2d": ("kernel_size", "stride", "padding", "ceil_mode"),
-    "avg_pool3d": ("kernel_size", "stride", "padding", "ceil_mode"),
 }
 
 
@@ -608,20 +601,8 @@ def _shape_args(layer: Layer) -> tuple[int, ...] | None:
     return tuple(args) if args and all(isinstance(a, int) for a in args) else None
 
 
-_WINDOW_DEFAULTS = {"kernel_size": None, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
-
-
-def _functional_window(r: _Replay, layer: Layer, shapes: list[Sym]) -> list[Sym]:
-    names = _SIGNATURES[layer.name]
-    # Defaults by name: avg_pool has no dilation, so its 4th parameter is ceil_mode.
-    values = dict(zip(names, _params(layer, names, tuple(_WINDOW_DEFAULTS[n] for n in names))))
-    if values["kernel_size"] is None:
-        raise Unmodelled(f"{layer.name}: no kernel size")
-    kind = ("MaxPool" if layer.name.startswith("max") else "AvgPool") + layer.name[-2:]
-    attrs = {"kernel_size": values["kernel_size"], "stride": values.get("stride") or values["kernel_size"],
-             "padding": values.get("padding", 0), "dilation": values.get("dilation", 1),
-             "ceil_mode": values.get("ceil_mode", False)}
-    return _windowed(r, replace(layer, type=kind, attrs=tuple(attrs.items()), kind="function"), shapes)
+def _twin(layer: Layer) -> str:
+    return twin_type(layer.kind, layer.name, layer.type)
 
 
 def _module_family(type_name: str) -> Handler | None:
@@ -648,6 +629,6 @@ _FUNCTIONS: dict[str, Handler] = {
     "adaptive_max_pool2d": _adaptive, "layer_norm": _broadcast_row,
     "batch_norm": _per_channel, "instance_norm": _per_channel, "group_norm": _first_input, "normalize": _first_input,
     **{name: _reduce for name in _REDUCTIONS},
-    **{name: _functional_window for name in ("max_pool1d", "max_pool2d", "max_pool3d",
-                                             "avg_pool1d", "avg_pool2d", "avg_pool3d")},
+    # Pools and convolutions called as functions: their rows carry their twin's attrs.
+    **{name: _windowed for name, (twin, _) in TWINS.items() if twin.startswith(("MaxPool", "AvgPool", "Conv"))},
 }

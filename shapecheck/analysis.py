@@ -23,7 +23,7 @@ from shapecheck.rules import budget, crash, design, pixels, registry
 from shapecheck.rules import checkpoint as checkpoint_rule
 from shapecheck.rules.context import Context, Submodule
 from shapecheck.sizes import Solver
-from shapecheck.spec import Example, InputSpec, example_batch, parse_bytes, parse_count, parse_dtype, parse_inputs
+from shapecheck.spec import Example, InputSpec, batch_dim_of, parse_bytes, parse_count, parse_dtype, parse_inputs, read_inputs
 from shapecheck.modelstate import Mode, Tree, Walk, walk
 from shapecheck.trace import TraceResult, trace
 
@@ -37,6 +37,7 @@ def analyze(
     input: Example,  # noqa: A002 - the issue's own API name
     *,
     batch: int | None = None,
+    batch_dim: int | None = None,
     dtype: str | torch.dtype | None = None,
     output: Shape | int | str | None = None,
     mode: Mode = "eval",
@@ -56,8 +57,10 @@ def analyze(
     ``input`` is one sample's shape without the batch (``"3x64x64"``), or a list of them for
     models with several inputs, or a dict of them for keyword arguments. Real example
     tensors serve too, nested in lists, tuples and dicts as ``forward`` takes them: only their
-    shapes and dtypes are used, and the tensors at the top level give the batch (otherwise
-    ``batch``, 2 by default). A list spec (``"[3x320x320, 3x480x640]"``) is one ``list[Tensor]``
+    shapes and dtypes are used: they are traced at exactly their shapes, and the tensors at the
+    top level give the batch (otherwise ``batch``, 2 by default). ``batch_dim`` says where the
+    batch sits (0; 1 for a sequence-first model's ``[T, B, ...]``); example tensors that share
+    no first dimension but share the second are read as sequence-first. A list spec (``"[3x320x320, 3x480x640]"``) is one ``list[Tensor]``
     argument, one tensor per sample, as detection models take their images. The model object is never modified: its weights are swapped
     for meta stand-ins only inside the trace. Budgets take numbers or text (``"25M"``,
     ``"512MB"``); ``max_macs`` is per sample. ``checkpoint`` (a path, loaded with
@@ -68,8 +71,10 @@ def analyze(
     ``max_cpu_memory`` (bytes, or text such as ``"8GiB"``); otherwise an SHP008 finding says so.
     """
     chosen = parse_dtype(dtype) if isinstance(dtype, str) else dtype
-    inputs = parse_inputs(input, chosen)
-    batch = _batch(batch, example_batch(input))
+    if batch_dim is not None and batch_dim < 0:
+        raise ValueError(f"batch_dim must be 0 or more, not {batch_dim}")
+    read = read_inputs(input, chosen, batch_dim)
+    inputs, batch = read.specs, _batch(batch, read.batch)
     model = torchapi.uncompiled(model)
     _check_arity(model, inputs)
     model = lazy.initialized(model, inputs, batch, mode)  # the user's lazy modules stay uninitialised
@@ -78,10 +83,12 @@ def analyze(
     result = trace(model, inputs, batch, mode, walked, origin, max_cpu_memory=cpu_cap)
     select, ignore = registry.known(tuple(select), "select"), registry.known(tuple(ignore), "ignore")
     wants_fold = registry.selected(registry.BATCH_FOLDED.code, select, ignore)
-    follows = any(spec.follows_batch for spec in inputs)
-    second = trace(model, inputs, batch + 1, mode, walked, origin, max_cpu_memory=cpu_cap) if follows and wants_fold \
-        and batch_rule.needs_second_trace(result.layers, batch, result.outputs) else None
+    dim = batch_dim_of(inputs)
+    second = trace(model, inputs, batch + 1, mode, walked, origin, max_cpu_memory=cpu_cap) \
+        if dim is not None and wants_fold \
+        and batch_rule.needs_second_trace(result.layers, batch, result.outputs, dim) else None
     ctx = Context(result.layers, result.failures, inputs, batch, result.outputs, _shape(output),
+                  batch_dim=dim,
                   second=second, submodules=_submodules(walked), touched=result.touched, fetched=result.fetched,
                   output_names=result.output_names,
                   select=select, ignore=ignore,
@@ -104,7 +111,7 @@ def analyze(
         model=name or type(model).__name__, inputs=inputs, batch=batch, device=result.device,
         layers=result.layers, totals=totals, outputs=result.outputs,
         findings=findings, path=path,
-        notes=_notes(result, totals), output_names=result.output_names,
+        notes=(*((read.note,) if read.note else ()), *_notes(result, totals)), output_names=result.output_names,
     )
 
 
@@ -113,17 +120,19 @@ def _batch(given: int | None, from_tensors: int | None) -> int:
     if given is not None and given < 1:
         raise ValueError(f"batch must be at least 1, not {given}")
     if given is not None and from_tensors is not None and given != from_tensors:
-        raise ValueError(f"batch={given}, but the example tensors lead with {from_tensors}: pass one or the other")
+        raise ValueError(f"batch={given}, but the example tensors have a batch of {from_tensors}: "
+                         "pass one or the other")
     return given or from_tensors or 2
 
 
 def _solver(model: nn.Module, inputs: tuple[InputSpec, ...], mode: Mode, result: TraceResult,
             batch: int) -> Solver | None:
-    """The sizes solver varies the first input's spatial sizes: a plain batched tensor's. Its
+    """The sizes solver varies the first input's spatial sizes: a plain tensor's, batch first. Its
     algebra reads this analysis' trace, so the rules' size questions cost no trace."""
     first = inputs[0] if inputs else None
     return Solver(model, inputs, mode=mode, traced=result, batch=batch) \
-        if first is not None and first.container == "tensor" and not first.exact and first.shape else None
+        if first is not None and first.container == "tensor" and not first.exact and first.shape \
+        and first.batch_dim == 0 else None
 
 
 def _in_user_files(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:

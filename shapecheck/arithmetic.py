@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shapecheck.functional import twin_type
 from shapecheck.report import Layer
 
 # Layers whose attrs describe a sliding window; adaptive pools choose their own windows.
@@ -74,11 +75,13 @@ class Window:
 
 
 def windows(layer: Layer) -> tuple[Window, ...] | None:
-    """The layer's window in each spatial dimension, or None when it has no fixed window."""
-    if not layer.type.startswith(_WINDOWED):
+    """The layer's window in each spatial dimension, or None when it has no fixed window. A
+    functional op has its module twin's: ``F.max_pool2d(x, 2)`` is ``MaxPool2d(2)``."""
+    kind = twin_type(layer.kind, layer.name, layer.type)
+    if not kind.startswith(_WINDOWED):
         return None
-    rank = spatial_rank(layer.type, layer.input_shapes[0] if layer.input_shapes else None)
-    return windows_from(layer.type, dict(layer.attrs), rank)
+    rank = spatial_rank(kind, layer.input_shapes[0] if layer.input_shapes else None)
+    return windows_from(kind, dict(layer.attrs), rank)
 
 
 def windows_from(type_name: str, attrs: Mapping[str, Any], rank: int | None) -> tuple[Window, ...] | None:

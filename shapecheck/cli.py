@@ -81,10 +81,14 @@ _MAX_CPU_MEMORY = click.option("--max-cpu-memory", default=None, metavar="BYTES"
 @click.option("-i", "--input", "inputs", multiple=True, required=True,
               help="One sample's shape without the batch, e.g. 3x64x64; repeat for several inputs; "
                    "NAME=SHAPE for a keyword; [3x320x320, 3x480x640] for a list of images, "
-                   "{image: 3x64x64, mask: 1x64x64} for a dict; "
+                   "{image: 3x64x64, mask: 1x64x64} for a dict, (1x8, 1x8) for a tuple such as an "
+                   "LSTM's (h, c); "
                    "append :int64 for integer inputs.")
 @click.option("-b", "--batch", default=2, show_default=True, type=click.IntRange(min=1),
               help="Batch size of the dummy input.")
+@click.option("--batch-dim", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Where the batch goes in each input: 1 for sequence-first models, whose inputs "
+                   "are [T, B, ...] (PyTorch's RNN default).")
 @click.option("--dtype", default=None, help="dtype of every input (float32, float16, bfloat16, int64, ...).")
 @click.option("--output", default=None, help="Expected output shape per sample, e.g. 10 (SHP007).")
 @click.option("--mode", type=click.Choice(["eval", "train", "same"]), default="eval", show_default=True,
@@ -117,7 +121,7 @@ _MAX_CPU_MEMORY = click.option("--max-cpu-memory", default=None, metavar="BYTES"
 @_TIMEOUT
 @_MAX_CPU_MEMORY
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for usage errors.")
-def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, output: str | None,
+def check(target: str, inputs: tuple[str, ...], batch: int, batch_dim: int, dtype: str | None, output: str | None,
           mode: str, fmt: str, output_file: str | None, depth: int, show_source: bool, no_functional: bool,
           explain: bool, fix_files: bool,
           diff: bool,
@@ -139,7 +143,7 @@ def check(target: str, inputs: tuple[str, ...], batch: int, dtype: str | None, o
         check_writable(output_file)
     chosen = parse_dtype(dtype) if dtype else None
     options = pipeline.Options(
-        inputs=tuple(parse_input(text, chosen) for text in inputs), batch=batch,
+        inputs=tuple(parse_input(text, chosen) for text in inputs), batch=batch, batch_dim=batch_dim,
         output=_output_spec(output) if output else None, mode=mode,
         select=known(_split(select), "--select"), ignore=known(_split(ignore), "--ignore"),
         max_params=max_params, max_macs=max_macs, max_activation_memory=max_activation_memory,

@@ -36,6 +36,7 @@ class ModelConfig:
     input: tuple[str, ...]
     output: str | None = None
     batch: int = 2
+    batch_dim: int = 0
     dtype: str | None = None
     mode: str = "eval"
     max_params: str | int | None = None
@@ -161,7 +162,7 @@ def _model(entry: Any, where: str) -> ModelConfig:
         target=entry["target"],
         input=tuple(inputs) if isinstance(inputs, list) else (inputs,),
         output=str(entry["output"]) if entry.get("output") is not None else None,
-        batch=entry.get("batch", 2), dtype=entry.get("dtype"), mode=entry.get("mode", "eval"),
+        batch=entry.get("batch", 2), batch_dim=entry.get("batch_dim", 0), dtype=entry.get("dtype"), mode=entry.get("mode", "eval"),
         max_params=entry.get("max_params"), max_macs=entry.get("max_macs"),
         max_activation_memory=entry.get("max_activation_memory"),
         select=_codes(entry.get("select", ())), ignore=_codes(entry.get("ignore", ())),

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from shapecheck import arithmetic
+from shapecheck.functional import twin_type
 from shapecheck.report import Layer, Report
 from shapecheck.receptive import WHOLE, Field, receptive_fields
 from shapecheck.rules.context import is_flatten
@@ -53,15 +54,19 @@ def arithmetic_line(layer: Layer) -> str | None:
     if found is not None and layer.input_shapes:
         spatial = layer.input_shapes[0][-len(found):]
         return f"{layer.name} {layer.type}({_describe(found)}): {_formulas(found, spatial)}{mark}"
-    if layer.type.startswith("Adaptive") and layer.input_shapes and layer.output_shapes:
+    kind = twin_type(layer.kind, layer.name, layer.type)  # F.adaptive_avg_pool2d reads as its module
+    resized = layer.input_shapes and layer.output_shapes
+    if kind.startswith("Adaptive") and resized:
         return (f"{layer.name} {layer.type}({layer.attr('output_size')}): "
                 f"{_dims(layer.input_shapes[0][2:])} -> {_dims(layer.output_shapes[0][2:])}{mark}")
-    if (layer.type == "Upsample" or layer.name == "interpolate") and layer.input_shapes and layer.output_shapes:
-        given = [part for part in layer.args.split(", ") if part.startswith(("size=", "scale_factor="))] \
-            if layer.args else [f"{k}={v}" for k, v in layer.attrs if k in ("size", "scale_factor")]
-        how = ", ".join(part for part in given if not part.endswith("=None"))
+    if kind.startswith("Upsample") and resized:
+        how = ", ".join(f"{k}={v}" for k, v in layer.attrs if k in ("size", "scale_factor") and v is not None)
         return (f"{layer.name} {layer.type}({how}): {_dims(layer.input_shapes[0][2:])} -> "
                 f"{_dims(layer.output_shapes[0][2:])}{mark}")
+    if kind.endswith(_PADS) and resized:
+        pad = layer.attr("pad", layer.attr("padding"))
+        return f"{layer.name} {layer.type}({pad}): {_dims(layer.input_shapes[0][2:])} -> " \
+               f"{_dims(layer.output_shapes[0][2:])}{mark}"
     if is_flatten(layer) and layer.input_shapes and len(layer.input_shapes[0]) > 2:
         dims = layer.input_shapes[0][1:]
         return f"{layer.name}: {' x '.join(map(str, dims))} = {math.prod(dims)}{mark}"
@@ -73,6 +78,9 @@ def arithmetic_line(layer: Layer) -> str | None:
             return f"{layer.name} Linear: expects {declared} features but receives {received}{mark}"
         return f"{layer.name} Linear: {declared} -> {layer.attr('out_features')} features"
     return None
+
+
+_PADS = ("Pad", "Pad1d", "Pad2d", "Pad3d")  # F.pad's twin, ZeroPad2d, ReflectionPad2d, ...
 
 
 def _describe(found: tuple[arithmetic.Window, ...]) -> str:

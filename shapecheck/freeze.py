@@ -33,6 +33,7 @@ class Row:
     output_bytes: int = 0
     is_leaf: bool = True
     failed: bool = False
+    input_weights: tuple[str | None, ...] = ()
 
 
 def freeze(index: int, row: Row, root: nn.Module, modules: dict[str, nn.Module],
@@ -45,7 +46,7 @@ def freeze(index: int, row: Row, root: nn.Module, modules: dict[str, nn.Module],
     return Layer(
         index=index, name=row.name, type=row.type, kind=row.kind, depth=row.depth,
         parent=row.parent, input_shapes=row.input_shapes, output_shapes=row.output_shapes,
-        input_sources=row.input_sources, params=row.params, macs=row.flops // 2,
+        input_sources=row.input_sources, input_weights=row.input_weights, params=row.params, macs=row.flops // 2,
         output_bytes=row.output_bytes, is_leaf=row.is_leaf, failed=row.failed, args=row.args,
         attrs=row.attrs, defined_at=defined_at, called_at=row.called_at, written=written, made_by=made_by,
     )

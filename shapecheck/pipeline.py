@@ -19,6 +19,7 @@ class Options:
 
     inputs: tuple[InputSpec, ...]
     batch: int = 2
+    batch_dim: int = 0  # where the batch goes: 1 for a sequence-first model's [T, B, ...]
     output: Shape | None = None
     mode: str = "eval"
     select: tuple[str, ...] = ()
@@ -45,7 +46,7 @@ def run(target: Any, options: Options, *, verbose: bool = False, fresh: bool = F
         try:
             built = build(target, verbose=verbose, fresh=fresh)
             report = analyze(built.model, list(options.inputs), name=built.target.name, path=built.target.path,
-                             origin=built.origin, batch=options.batch, output=options.output, mode=options.mode,
+                             origin=built.origin, batch=options.batch, batch_dim=options.batch_dim, output=options.output, mode=options.mode,
                              select=options.select, ignore=options.ignore, max_params=options.max_params,
                              max_macs=options.max_macs, max_activation_memory=options.max_activation_memory,
                              checkpoint=options.checkpoint, max_cpu_memory=options.max_cpu_memory)
@@ -71,7 +72,7 @@ def options_for(model: Any, project: Any) -> Options:
     dtype = parse_dtype(model.dtype) if model.dtype else None
     checkpoint = str(project.root / model.checkpoint) if model.checkpoint else None
     return Options(
-        inputs=tuple(parse_input(text, dtype) for text in model.input), batch=model.batch,
+        inputs=tuple(parse_input(text, dtype) for text in model.input), batch=model.batch, batch_dim=model.batch_dim,
         output=parse_input(model.output).shape if model.output else None, mode=model.mode,
         select=known(model.select or project.select, "select"), ignore=known(project.ignore + model.ignore, "ignore"),
         max_params=model.max_params, max_macs=model.max_macs, max_activation_memory=model.max_activation_memory,

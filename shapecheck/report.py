@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shapecheck.spec import InputSpec
+from shapecheck.spec import InputSpec, batch_dim_of
 
 Shape = tuple[int, ...]
 Severity = Literal["error", "warning", "info"]
@@ -49,6 +49,9 @@ class Layer:
     # records (text and span), which messages quote and --fix rewrites.
     written: tuple[tuple[str, Any], ...] = ()
     made_by: Location | None = None  # the model's call of the helper function that created this layer
+    # For a functional op: which inputs are the model's own parameters or buffers, by their
+    # qualified name (``pos_embed``), so a message can say ``self.pos_embed`` and not "the input".
+    input_weights: tuple[str | None, ...] = ()
 
     @property
     def flops(self) -> int:
@@ -166,3 +169,15 @@ class Report:
     @property
     def input_text(self) -> str:
         return ", ".join(str(spec) for spec in self.inputs)
+
+    @property
+    def batch_text(self) -> str:
+        """``batch 2``, ``batch 2 in dimension 1`` for sequence-first inputs, or "" where no input
+        has a batch (a detector's list of images is its own batch)."""
+        dim = batch_dim_of(self.inputs)
+        return "" if dim is None else f"batch {self.batch}" + (f" in dimension {dim}" if dim else "")
+
+    @property
+    def input_shapes(self) -> tuple[Shape, ...]:
+        """Every input tensor's whole shape, as the trace made it."""
+        return tuple(leaf.batched(self.batch) for spec in self.inputs for leaf in spec.leaves)

@@ -76,6 +76,7 @@ MODEL: dict[str, Key] = {
     "input": Key('a shape string such as "3x64x64", or a list of them', _texts),
     "output": Key('a shape string such as "10", or a positive whole number', lambda v: _text(v) or _whole(v, 1)),
     "batch": Key("a whole number of at least 1", lambda v: _whole(v, 1)),
+    "batch_dim": Key("a whole number of at least 0 (1 for sequence-first inputs)", lambda v: _whole(v, 0)),
     "dtype": Key("a dtype name such as float32, bfloat16 or int64", _dtype),
     "mode": Key('"eval", "train" or "same"', lambda v: v in ("eval", "train", "same")),
     "max_params": Key('a count of at least 0, as a number or text such as "25M"', _amount(_count)),
@@ -99,7 +100,7 @@ PROJECT: dict[str, Key] = {
 # The marker checks one model the test hands it: its own keys, and those of a model entry
 # that make sense for an object already built.
 MARKER: dict[str, Key] = {
-    **{key: MODEL[key] for key in ("input", "output", "batch", "dtype", "mode", "max_params", "max_macs",
+    **{key: MODEL[key] for key in ("input", "output", "batch", "batch_dim", "dtype", "mode", "max_params", "max_macs",
                                    "max_activation_memory", "select", "ignore", "checkpoint")},
     "fixture": Key("the name of the test's fixture that holds the model", lambda v: _text(v) and v.isidentifier()),
     "table": Key("true or false", lambda v: isinstance(v, bool)),

@@ -10,7 +10,8 @@ size that runs) read the algebra of the analysis' own trace, at no extra trace.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,12 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from shapecheck import arithmetic, lazy, patches
+from shapecheck import arithmetic, functional, lazy, patches, sources
 from shapecheck.errors import UsageError
 from shapecheck.spec import InputSpec
 from shapecheck.modelstate import Mode, call_with, in_mode, make_arguments, module_tree, stand_ins
-from shapecheck.naming import module_attrs
+from shapecheck.naming import module_attrs, op_names
 from shapecheck.preserve import preserved
 from shapecheck.interception import FastMetaMode
 from shapecheck.algebra import Evaluation, Unmodelled, evaluate
@@ -388,8 +390,33 @@ class Solver:
             if drop is not None:
                 drops.append(drop)
 
-        with patches.module_pre_hook(hook):  # this context's module calls only
+        def called(name: str, x: torch.Tensor, attrs: tuple[tuple[str, Any], ...]) -> None:
+            kind = functional.twin_type("function", name, name)
+            found = arithmetic.windows_from(kind, dict(attrs), arithmetic.spatial_rank(kind, tuple(x.shape)))
+            drop = _drop(name, kind, found, tuple(x.shape))
+            if drop is not None:
+                drops.append(drop)
+
+        # Functional pools and convolutions in the user's forward are rows of the algebra too.
+        with patches.module_pre_hook(hook), _FunctionalWindows(called):  # this context's calls only
             yield
+
+
+class _FunctionalWindows(TorchFunctionMode):
+    """Reports each functional pool or convolution the user's own code calls, as the trace
+    makes rows of them: the same name, the same twin's arguments."""
+
+    def __init__(self, report: Callable[[str, torch.Tensor, tuple[tuple[str, Any], ...]], None]) -> None:
+        super().__init__()
+        self.report = report
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        name = op_names(func)[0]
+        if name in functional.TWINS and args and isinstance(args[0], torch.Tensor) \
+                and sources.user_frame(sys._getframe(1)) is not None:
+            self.report(name, args[0], functional.attrs(name, args, kwargs))
+        return func(*args, **kwargs)
 
 
 def _leading(out: Any) -> int | None:

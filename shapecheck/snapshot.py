@@ -28,6 +28,8 @@ def data(report: Report) -> dict[str, Any]:
                        "params": layer.params, "macs": layer.macs, "attrs": _attrs(layer)})
     snapshot = {"version": VERSION, "model": report.model, "input": report.input_text, "batch": report.batch,
                 "layers": layers, "totals": {"params": report.totals.params, "macs": report.totals.macs}}
+    if report.batch_text and report.batch_text != f"batch {report.batch}":  # sequence-first inputs
+        snapshot["batch"] = report.batch_text.removeprefix("batch ")
     if report.output_names:  # a model that returns dicts: its keys are part of its shapes
         snapshot["outputs"] = {name: list(shape) for name, shape in zip(report.output_names, report.outputs)}
     return snapshot

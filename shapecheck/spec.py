@@ -31,9 +31,10 @@ _CLOSE = {"list": "]", "tuple": ")", "dict": "}"}
 class InputSpec:
     """One argument of ``forward``: a tensor, or a list, tuple or dict of them.
 
-    A tensor's ``shape`` is one sample's, and the batch is put in front, unless ``exact``:
-    then it is the whole tensor's (an item of a list input, where the list is the batch, as
-    detection models take their images). A named one (``mask=1x64x64``) is passed as that
+    A tensor's ``shape`` is one sample's, and the batch is put at ``batch_dim`` (in front, or
+    second for a sequence-first model's ``[T, B, ...]``), unless ``exact``: then it is the whole
+    tensor's (an item of a list input, where the list is the batch, as detection models take
+    their images, or an example tensor with no batch dimension to read). A named one (``mask=1x64x64``) is passed as that
     keyword argument; a dict's items are named by their keys. A container's ``shape`` and
     ``dtype`` are its first tensor's, which is what messages about "the input" describe.
     """
@@ -44,6 +45,7 @@ class InputSpec:
     exact: bool = False
     container: Container = "tensor"
     items: tuple[InputSpec, ...] = ()
+    batch_dim: int = 0
 
     def __str__(self) -> str:
         text = self._value()
@@ -59,17 +61,26 @@ class InputSpec:
         return dims if self.dtype == torch.float32 else f"{dims}:{dtype_name(self.dtype)}"
 
     def batched(self, batch: int) -> tuple[int, ...]:
-        return self.shape if self.exact else (batch, *self.shape)
+        """The whole tensor's shape at ``batch``. A per-sample scalar is ``[B]`` wherever the
+        batch of the other inputs sits."""
+        if self.exact:
+            return self.shape
+        at = min(self.batch_dim, len(self.shape))
+        return (*self.shape[:at], batch, *self.shape[at:])
+
+    def with_batch_dim(self, dim: int) -> InputSpec:
+        """The same input with its batch at ``dim``, in every tensor that has a batch."""
+        if self.container != "tensor":
+            return replace(self, items=tuple(item.with_batch_dim(dim) for item in self.items))
+        if not self.exact and dim > len(self.shape) and self.shape:
+            raise UsageError(f"batch_dim {dim} is past the last dimension of input {self} "
+                             f"({len(self.shape) + 1} dimensions with the batch)")
+        return self if self.exact else replace(self, batch_dim=dim)
 
     @property
     def leaves(self) -> tuple[InputSpec, ...]:
         """Its tensors, depth first."""
         return (self,) if self.container == "tensor" else tuple(leaf for item in self.items for leaf in item.leaves)
-
-    @property
-    def follows_batch(self) -> bool:
-        """Some tensor of it has the batch in front: a trace at another batch changes it."""
-        return any(not leaf.exact for leaf in self.leaves)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -87,7 +98,7 @@ def parse_dtype(text: str) -> torch.dtype:
 
 _STRUCTURE_HELP = ("a list input is [3x320x320, 3x480x640] (one tensor per sample, no batch added: "
                    "the detection convention); a dict input is {image: 3x224x224, mask: 1x224x224} "
-                   "(batched tensors, as --input itself)")
+                   "(batched tensors, as --input itself), and so is a tuple such as an LSTM's state (1x512, 1x512)")
 
 
 def parse_input(text: str | InputSpec | tuple[int, ...], dtype: torch.dtype | None = None) -> InputSpec:
@@ -158,8 +169,9 @@ class _Structure:
             if self._take(_CLOSE[container]):  # a trailing comma
                 break
             key = self._key() if container == "dict" else None
-            # A list holds one tensor per sample (no batch); a dict's values are batched.
-            items.append(replace(self._value(exact=container != "dict", depth=depth + 1), name=key))
+            # A list holds one tensor per sample (no batch): the detection convention. A dict's
+            # or a tuple's items are batched, as an LSTM's (h, c) state is.
+            items.append(replace(self._value(exact=container == "list", depth=depth + 1), name=key))
         if not items:
             self._fail("it is empty")
         return InputSpec(items[0].leaves[0].shape, items[0].leaves[0].dtype, container=container, items=tuple(items))
@@ -209,35 +221,108 @@ _MAX_DEPTH = 16  # brackets in one spec: a real model's inputs nest two or three
 Example = Union[str, InputSpec, tuple, list, Mapping, torch.Tensor]
 
 
-def parse_inputs(texts: Example, dtype: torch.dtype | None = None) -> tuple[InputSpec, ...]:
+@dataclass(frozen=True)
+class Inputs:
+    """``forward``'s arguments as specs, and what real example tensors said of the batch."""
+
+    specs: tuple[InputSpec, ...]
+    batch: int | None = None  # the example tensors' own batch, where they have one
+    note: str | None = None  # how the batch was read, where the tensors left a choice
+
+
+def read_inputs(texts: Example, dtype: torch.dtype | None = None, batch_dim: int | None = None) -> Inputs:
     """``forward``'s arguments, as torchinfo's ``input_data`` takes them: one spec or tensor; a
     list or tuple of them, one per positional argument; a dict of them, passed as keyword
     arguments. An argument may itself be a list, tuple or dict of tensors (or of specs): only
-    their shapes and dtypes are kept, and the tensors at the top level lead with the batch."""
+    their shapes and dtypes are kept.
+
+    Real example tensors are traced at exactly their shapes. Their batch is read from the
+    tensors at the top level and inside tuples and dicts (an LSTM's ``(h, c)``; a list is one
+    tensor per sample, as detection models take images): dimension ``batch_dim`` where it is
+    given; else the first dimension they all share (0, or 1 for sequence-first tensors such as
+    ``[T, B]`` ids and an ``[L, B, H]`` hidden state); else they have none, and are traced as
+    they are.
+    """
+    values = _top_values(texts)
+    tensors = [(str(key), t) for key, value in values for t in _batched_tensors(value) if t.dim() > 0]
+    dim, batch, note = _batch_axis(tensors, batch_dim)
+    specs = tuple(replace(_argument(v, dtype, dim), name=str(key)) if isinstance(texts, Mapping)
+                  else _argument(v, dtype, dim) for key, v in values)
+    if batch_dim is not None:
+        specs = tuple(spec.with_batch_dim(batch_dim) for spec in specs)
+    return Inputs(specs, batch, note)
+
+
+def parse_inputs(texts: Example, dtype: torch.dtype | None = None) -> tuple[InputSpec, ...]:
+    return read_inputs(texts, dtype).specs
+
+
+def batch_dim_of(specs: tuple[InputSpec, ...]) -> int | None:
+    """Where the inputs keep the batch: the first batched tensor's dimension; None if none has one."""
+    return next((leaf.batch_dim for spec in specs for leaf in spec.leaves if not leaf.exact), None)
+
+
+def _top_values(texts: Example) -> list[tuple[Any, Any]]:
     if isinstance(texts, Mapping):
-        return tuple(replace(_argument(value, dtype, top=True), name=str(key)) for key, value in texts.items())
+        return list(texts.items())
     if isinstance(texts, list | tuple) and texts and not all(isinstance(d, int) for d in texts):
-        return tuple(_argument(value, dtype, top=True) for value in texts)
-    return (_argument(texts, dtype, top=True),)
+        return list(enumerate(texts))
+    return [(0, texts)]
 
 
-def example_batch(texts: Example) -> int | None:
-    """The batch of real example tensors: the first dimension they share at the top level."""
-    values = texts.values() if isinstance(texts, Mapping) else texts if isinstance(texts, list | tuple) else [texts]
-    firsts = {t.shape[0] for t in values if isinstance(t, torch.Tensor) and t.dim() > 0}
-    return firsts.pop() if len(firsts) == 1 else None
-
-
-def _argument(value: Any, dtype: torch.dtype | None, top: bool) -> InputSpec:
+def _batched_tensors(value: Any) -> list[torch.Tensor]:
+    """The example tensors that carry the batch: all but those inside lists."""
     if isinstance(value, torch.Tensor):
-        if top and value.dim() > 0:
-            return InputSpec(tuple(value.shape[1:]), value.dtype)
+        return [value]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _batched_tensors(v)]
+    return [t for v in value for t in _batched_tensors(v)] if isinstance(value, tuple) else []
+
+
+def _batch_axis(tensors: list[tuple[str, torch.Tensor]], given: int | None) -> tuple[int | None, int | None, str | None]:
+    """Where the example tensors keep the batch, its size, and a note where that was a guess."""
+    if not tensors:
+        return given, None, None
+    if given is not None:
+        sizes = {t.shape[given] for _, t in tensors if t.dim() > given}
+        if len(sizes) > 1:
+            raise UsageError(f"batch_dim={given}, but the example tensors have sizes "
+                             f"{', '.join(map(str, sorted(sizes)))} there: {_listed(tensors)}; leave batch_dim out "
+                             "to trace them at exactly their shapes")
+        return given, (sizes.pop() if sizes else None), None
+    for dim in (0, 1):
+        sizes = {t.shape[dim] if t.dim() > dim else None for _, t in tensors}
+        if len(sizes) == 1 and None not in sizes:
+            size = sizes.pop()
+            note = None if dim == 0 else (
+                f"the batch was read as dimension 1 of the example tensors ({_listed(tensors)}), the first "
+                f"dimension they share; pass batch_dim= to say otherwise")
+            return dim, size, note
+    return None, None, (f"the example tensors share no batch dimension ({_listed(tensors)}): they were traced "
+                        "at exactly their shapes, and no second trace at another batch checked the batch; "
+                        "pass batch_dim= to name it")
+
+
+def _listed(tensors: list[tuple[str, torch.Tensor]]) -> str:
+    named = len(tensors) > 1 or not tensors[0][0].isdigit()
+    return ", ".join(f"{key + ' ' if named and not key.isdigit() else ''}{list(t.shape)}" for key, t in tensors)
+
+
+def _argument(value: Any, dtype: torch.dtype | None, dim: int | None, top: bool = True,
+              in_list: bool = False) -> InputSpec:
+    """One argument. An example tensor drops its batch dimension ``dim`` (None: it has none, and
+    is exact); one inside a list is exact, as a detector's list of images is. A spec inside a
+    container is one tensor's whole shape."""
+    if isinstance(value, torch.Tensor):
+        if not in_list and dim is not None and value.dim() > dim:
+            return InputSpec(tuple(value.shape[:dim] + value.shape[dim + 1:]), value.dtype, batch_dim=dim)
         return InputSpec(tuple(value.shape), value.dtype, exact=True)
     if isinstance(value, Mapping):
-        items = tuple(replace(_argument(v, dtype, top=False), name=str(k)) for k, v in value.items())
+        items = tuple(replace(_argument(v, dtype, dim, False, in_list), name=str(k)) for k, v in value.items())
         return _container("dict", items, value)
     if isinstance(value, list | tuple) and value and not all(isinstance(d, int) for d in value):
-        items = tuple(_argument(v, dtype, top=False) for v in value)
+        listed = in_list or isinstance(value, list)
+        items = tuple(_argument(v, dtype, dim, False, listed) for v in value)
         return _container("list" if isinstance(value, list) else "tuple", items, value)
     spec = parse_input(value, dtype)
     return spec if top or spec.container != "tensor" else replace(spec, exact=True)

@@ -16,7 +16,7 @@ class ShapeCheckFailed(AssertionError):
         from shapecheck.render.text import diagnostic, render
 
         head = (f"shapecheck: {len(report.errors)} error(s) in {report.model} for input "
-                f"{report.input_text}, batch {report.batch}")
+                f"{report.input_text}" + (f", {report.batch_text}" if report.batch_text else ""))
         lines = [head, *(diagnostic(f) for f in report.errors)]
         if table:  # the table and totals; the diagnostics are already above
             lines += ["", render(replace(report, findings=())).rstrip()]

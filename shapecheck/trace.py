@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from shapecheck import lazy, memo, patches, recovery, sources, torchapi, usercode
+from shapecheck import functional, lazy, memo, patches, recovery, sources, torchapi, usercode
 from shapecheck.freeze import Row, freeze, output_names, touched_names
 from shapecheck.interception import FlopMode, FunctionMode
 from shapecheck.memo import Memo
@@ -73,6 +73,7 @@ class Tracer:
     seen: set[int] = field(default_factory=set)
     touched: set[int] = field(default_factory=set)
     fetched: set[int] = field(default_factory=set)  # submodules read as attributes
+    weights: dict[int, str] = field(default_factory=dict)  # each stand-in's first qualified name
     suspended: bool = False
 
     # -- rows ---------------------------------------------------------------------------
@@ -239,6 +240,8 @@ class Tracer:
             name=name, type=kind, kind="function", depth=len(self.stack), parent=self.parent(),
             input_shapes=tuple(tuple(t.shape) for t in tensors),
             input_sources=self.sources_of(tensors),
+            input_weights=tuple(self.weights.get(id(t)) for t in tensors),
+            attrs=functional.attrs(name, args, kwargs),
             called_at=sources.frame_location(frame), args=args_text(args, kwargs),
         ))
         try:
@@ -305,6 +308,8 @@ def _run(model: nn.Module, inputs: Sequence[InputSpec], batch: int, mode: Mode,
         names.setdefault(id(module), torchapi.shown_name(name))
     tracer = Tracer(names, walked.params, memo.shared() if device == "meta" else None)
     weights = stand_ins(model, device, tree)
+    for name, tensor in weights.items():
+        tracer.weights.setdefault(id(tensor), name)
     xs, named = make_arguments(inputs, batch, device)
     out = None
     try:

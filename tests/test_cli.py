@@ -37,7 +37,8 @@ def test_json_schema_fields(in_repo, capsys):
     data = json.loads(out)
     assert code == 1
     assert set(data) >= {"model", "input", "layers", "totals", "findings"}
-    assert data["input"] == [{"shape": [3, 64, 64], "dtype": "float32", "name": None, "exact": False}]
+    assert data["input"] == [{"shape": [3, 64, 64], "dtype": "float32", "name": None, "exact": False,
+                             "batch_dim": 0}]
     finding = data["findings"][0]
     assert {k: finding[k] for k in ("code", "severity", "path", "line", "column", "layer")} == {
         "code": "SHP001", "severity": "error", "path": "examples/quiz_c.py", "line": 11,
@@ -283,7 +284,7 @@ def test_a_per_sample_scalar_input_is_written_scalar(tmp_path, monkeypatch, caps
     assert main(["denoise.py:Denoiser", "--input", "3x16x16", "--input", "timestep=scalar:int64",
                  "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["input"][1] == {"shape": [], "dtype": "int64", "name": "timestep", "exact": False}
+    assert report["input"][1] == {"shape": [], "dtype": "int64", "name": "timestep", "exact": False, "batch_dim": 0}
     assert report["outputs"] == [[2, 8, 16, 16]] and report["findings"] == []
 
 

@@ -201,8 +201,8 @@ def test_a_list_input_is_one_list_of_images_for_a_detector(capsys):
     assert header.startswith("FasterRCNN: input [3x320x320, 3x240x400], traced on") and "batch" not in header
     data = json.loads(formatter("json")(report))
     assert data["input"] == [{"container": "list", "name": None, "items": [
-        {"shape": [3, 320, 320], "dtype": "float32", "name": None, "exact": True},
-        {"shape": [3, 240, 400], "dtype": "float32", "name": None, "exact": True}]}]
+        {"shape": [3, 320, 320], "dtype": "float32", "name": None, "exact": True, "batch_dim": None},
+        {"shape": [3, 240, 400], "dtype": "float32", "name": None, "exact": True, "batch_dim": None}]}]
 
 
 class Batched(nn.Module):
@@ -263,10 +263,10 @@ def test_real_example_tensors_give_only_their_shapes_and_their_batch():
     extras = {"bias": torch.zeros(5, 7, 4)}
     report = shapecheck.analyze(Pair(), [ids, extras])
     assert report.batch == 5 and report.outputs == ((5, 7, 4),) and report.ok
-    assert report.input_text == "7:int64, {bias: 5x7x4}"
+    assert report.input_text == "7:int64, {bias: 7x4}"  # a dict's tensors carry the batch, as in a spec
     assert seen == [torch.device("meta")] * len(seen) and seen
     assert shapecheck.analyze(Pair(), {"ids": ids, "extras": extras}).outputs == ((5, 7, 4),)  # keyword arguments
-    with __import__("pytest").raises(ValueError, match="lead with 5"):
+    with __import__("pytest").raises(ValueError, match="have a batch of 5"):
         shapecheck.analyze(Pair(), [ids, extras], batch=4)
 
 

@@ -18,7 +18,7 @@ INPUT = -1  # a source that is the model's own input (the picture draws an input
 def rows(report: Report) -> list[dict[str, Any]]:
     fields = receptive_fields(report.layers)
     attached = finding_rows(report)
-    inputs = {(report.batch, *spec.shape) for spec in report.inputs}
+    inputs = set(report.input_shapes)
     return [_row(layer, describe(fields.get(layer.index)) if layer.is_leaf else None,
                  attached.get(layer.index, []), inputs) for layer in report.layers]
 
@@ -39,7 +39,7 @@ def _row(layer: Layer, field: str | None, findings: list[int], inputs: set[tuple
 
 def config(layer: Layer) -> str:
     """``in_channels=3, out_channels=10, kernel_size=(5, 5), ...``; a function's arguments as called."""
-    if layer.attrs:
+    if layer.attrs and layer.kind == "module":  # a function's attrs are its twin's, read from these
         return ", ".join(f"{key}={value!r}" for key, value in layer.attrs)
     return layer.args
 

@@ -87,7 +87,7 @@ def _asset(name: str) -> str:
 def _data(report: Report) -> dict[str, Any]:
     nodes = flow.tree(report.layers)
     return {
-        "inputs": [[report.batch, *spec.shape] for spec in report.inputs],
+        "inputs": [list(shape) for shape in report.input_shapes],
         "outputs": [list(shape) for shape in report.outputs],
         "rows": hover.rows(report),
         "nodes": [{"r": n.row, "lo": n.lo, "hi": n.hi, "c": n.children, "n": n.times, "p": n.period, "o": n.open}
@@ -104,7 +104,7 @@ def _header(report: Report, errors: int) -> str:
                else '<span class="sc-good">no error</span>')
     others = len(report.findings) - errors
     return (f"<header><h2>{escape(report.model)}{origin}</h2><p>input {escape(report.input_text)}, "
-            f"batch {report.batch}, traced on {report.device} · {verdict}"
+            + (f"{report.batch_text}, " if report.batch_text else "") + f"traced on {report.device} · {verdict}"
             + (f", {others} other finding(s)" if others else "") + "</p></header>")
 
 
@@ -156,16 +156,17 @@ def _bar(value: int, total: int, text: str) -> str:
 def _totals(report: Report) -> str:
     t = report.totals
     dtype = dtype_name(report.inputs[0].dtype) if report.inputs else "float32"
-    per_sample = t.macs // report.batch if report.batch else t.macs
+    per_sample = t.macs // report.batch if report.batch_text else t.macs
+    batch = f" for {report.batch_text}" if report.batch_text else ""
     outputs = ", ".join(f"{name} {shapes((shape,))}" for name, shape in zip(report.output_names, report.outputs)) \
         if report.output_names else shapes(report.outputs)
     items = [
         f"Params: {t.params:,} (trainable {t.trainable_params:,}, non-trainable {t.non_trainable_params:,}); "
         f"buffers: {t.buffers:,}",
-        f"MACs: {count(t.macs)} for batch {report.batch} ({count(per_sample)} per sample); "
+        f"MACs: {count(t.macs)}{batch}" + (f" ({count(per_sample)} per sample)" if batch else "") + "; "
         f"FLOPs: {count(t.flops)} (2 x MACs)",
         f"Parameter memory: {size(t.param_bytes)} (+{size(t.buffer_bytes)} buffers); "
-        f"activation memory: {size(t.activation_bytes)} for batch {report.batch}, {dtype}",
+        f"activation memory: {size(t.activation_bytes)}{batch}, {dtype}",
         f"Outputs: {outputs or '--'}",
         *(f"Note: {note}" for note in report.notes),
     ]

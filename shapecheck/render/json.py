@@ -49,7 +49,8 @@ def to_dict(report: Report) -> dict[str, Any]:
 def _input(spec: InputSpec) -> dict[str, Any]:
     if spec.container != "tensor":
         return {"container": spec.container, "name": spec.name, "items": [_input(item) for item in spec.items]}
-    return {"shape": list(spec.shape), "dtype": dtype_name(spec.dtype), "name": spec.name, "exact": spec.exact}
+    return {"shape": list(spec.shape), "dtype": dtype_name(spec.dtype), "name": spec.name, "exact": spec.exact,
+            "batch_dim": None if spec.exact else spec.batch_dim}
 
 
 def _layer(layer: Layer) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from shapecheck.report import Layer, Report
 
 def render(report: Report, depth: int = 3, **_: Any) -> str:
     origin = f" ({markdown_code(report.path)})" if report.path else ""
-    lines = [f"### shapecheck: {markdown_code(report.model)}{origin}, input {markdown_text(report.input_text)}, "
-             f"batch {report.batch}", "",
+    lines = [f"### shapecheck: {markdown_code(report.model)}{origin}, input {markdown_text(report.input_text)}"
+             + (f", {report.batch_text}" if report.batch_text else ""), "",
              "| layer | type | input | output | params | MACs |", "|---|---|---|---|---:|---:|"]
     lines += [_row(layer) for layer in report.layers if layer.depth <= depth]
     t = report.totals
     lines += ["", f"**Params** {t.params:,} (trainable {t.trainable_params:,}) · **MACs** {count(t.macs)} "
-                  f"for batch {report.batch} · **activation memory** {size(t.activation_bytes)}", ""]
+                  f"for {report.batch_text or 'the input'} · **activation memory** {size(t.activation_bytes)}", ""]
     if report.findings:
         lines += [f"- **{f.severity}** {markdown_code(diagnostic(f))}" for f in report.findings]
     else:

@@ -70,13 +70,8 @@ def _explain(report: Report) -> list[str]:
 
 def _header(report: Report) -> str:
     origin = f" ({report.path})" if report.path else ""
-    batch = f", batch {report.batch}" if _batched(report) else ""
+    batch = f", {report.batch_text}" if report.batch_text else ""
     return f"{report.model}{origin}: input {report.input_text}{batch}, traced on {report.device}"
-
-
-def _batched(report: Report) -> bool:
-    """Some input has the batch in front. A list of images (a detector's) is its own batch."""
-    return any(spec.follows_batch for spec in report.inputs)
 
 
 _CELL = 60  # characters: a row with many outputs (an RNN's states, a detector's heads) is cut here
@@ -157,7 +152,7 @@ def _totals(report: Report) -> list[str]:
     t = report.totals
     dtype = dtype_name(report.inputs[0].dtype) if report.inputs else "float32"
     per_sample = t.macs // report.batch if report.batch else t.macs
-    batch = f" for batch {report.batch}" if _batched(report) else ""
+    batch = f" for {report.batch_text}" if report.batch_text else ""
     return [
         f"Params: {t.params:,} (trainable {t.trainable_params:,}, non-trainable "
         f"{t.non_trainable_params:,}); buffers: {t.buffers:,}",

@@ -9,34 +9,36 @@ from shapecheck.rules import registry as r
 from shapecheck.rules.context import Context, is_flatten, repair, shape_text
 
 
-def needs_second_trace(layers: tuple[Layer, ...], batch: int, outputs: tuple[Shape, ...]) -> bool:
+def needs_second_trace(layers: tuple[Layer, ...], batch: int, outputs: tuple[Shape, ...], dim: int = 0) -> bool:
     """Only a reshape can fold the batch. Worth a second trace: one that folds it and the model
     never restores it (windows folded into the batch, as Swin does, come back out), or one that
-    names the batch with a number."""
-    reshapes = [l for l in layers if _reshape(l) and _leads(l.input_shapes[0], batch)]
-    lost = bool(outputs) and bool(outputs[0]) and not _leads(outputs[0], batch)
+    names the batch with a number. ``dim`` is where the inputs keep the batch."""
+    reshapes = [l for l in layers if _reshape(l) and _has(l.input_shapes[0], batch, dim)]
+    lost = bool(outputs) and bool(outputs[0]) and not _has(outputs[0], batch, dim)
     # An output that does not lead with the batch is worth the second trace by itself (SHP109).
     return lost or any(_names_batch(l, batch) for l in reshapes)
 
 
 def check(ctx: Context) -> Iterator[Finding]:
-    if ctx.second is None:
+    if ctx.second is None or ctx.batch_dim is None:
         return
-    other, lost = ctx.batch + 1, _loses_batch(ctx)
+    other, lost, dim = ctx.batch + 1, _loses_batch(ctx), ctx.batch_dim
     for first, second in zip(ctx.layers, ctx.second.layers):
         if (first.name, first.called_at) != (second.name, second.called_at):
             return  # the two traces took different paths; nothing more is comparable
-        if not (_reshape(first) and not first.failed and _leads(first.input_shapes[0], ctx.batch)
-                and second.input_shapes and _leads(second.input_shapes[0], other)):
+        if not (_reshape(first) and not first.failed and _has(first.input_shapes[0], ctx.batch, dim)
+                and second.input_shapes and _has(second.input_shapes[0], other, dim)):
             continue
         breaks = second.failed or not second.output_shapes  # a size that only fits one batch
-        folds = not (_leads(first.output_shapes[0], ctx.batch) and _leads(second.output_shapes[0], other))
-        if breaks or (folds and lost):
+        folds = not (_has(first.output_shapes[0], ctx.batch, dim) and _has(second.output_shapes[0], other, dim))
+        if breaks or (folds and lost and not _merges_steps(first, dim)):
             yield _finding(ctx, first, second)
             return  # everything downstream inherits the fold
     # A model that returns dicts per sample (a detector's list of {boxes, labels}) has no
-    # batch dimension to follow.
-    if lost and ctx.completed and ctx.outputs and ctx.outputs[0] and not ctx.output_names:
+    # batch dimension to follow; one whose output rows grow with the batch has kept the
+    # samples apart (a language model's [T*B, vocab] logits, ready for the loss).
+    if lost and ctx.completed and ctx.outputs and ctx.outputs[0] and not ctx.output_names \
+            and not _grows_with_batch(ctx):
         yield _output_finding(ctx)
 
 
@@ -54,18 +56,38 @@ def _output_finding(ctx: Context) -> Finding:
 
 
 def _loses_batch(ctx: Context) -> bool:
-    """The model's output does not lead with the batch at one of the two batch sizes."""
-    second = ctx.second
-    return (bool(ctx.outputs) and not _leads(ctx.outputs[0], ctx.batch)) or (
-        second is not None and (not second.outputs or not _leads(second.outputs[0], ctx.batch + 1)))
+    """The model's output does not keep the batch where the inputs have it, at one of the two
+    batch sizes."""
+    second, dim = ctx.second, ctx.batch_dim or 0
+    return (bool(ctx.outputs) and not _has(ctx.outputs[0], ctx.batch, dim)) or (
+        second is not None and (not second.outputs or not _has(second.outputs[0], ctx.batch + 1, dim)))
+
+
+def _grows_with_batch(ctx: Context) -> bool:
+    """The first output's first dimension is a whole number of rows per sample, at both batches."""
+    first = ctx.outputs[0]
+    second = ctx.second.outputs[0] if ctx.second is not None and ctx.second.outputs else None
+    if second is None or len(first) != len(second) or not first or first[0] % ctx.batch:
+        return False
+    return first[0] > ctx.batch and second[0] == first[0] // ctx.batch * (ctx.batch + 1)
+
+
+def _merges_steps(layer: Layer, dim: int) -> bool:
+    """``[T, B, H] -> [T*B, H]`` (or ``[B, T, H] -> [B*T, H]``): the batch merged with the one
+    dimension beside it, the rest kept. Each row is still one sample's step, as sequence models
+    lay out their logits for the loss; a reshape that splits features across rows is not this."""
+    shape, out = layer.input_shapes[0], layer.output_shapes[0]
+    return dim <= 1 and len(shape) >= 3 and len(out) == len(shape) - 1 \
+        and out[0] == shape[0] * shape[1] and out[1:] == shape[2:]
 
 
 def _reshape(layer: Layer) -> bool:
     return is_flatten(layer) and bool(layer.input_shapes) and bool(layer.output_shapes)
 
 
-def _leads(shape: tuple[int, ...], batch: int) -> bool:
-    return shape[:1] == (batch,)
+def _has(shape: tuple[int, ...], batch: int, dim: int) -> bool:
+    """The batch is at ``dim`` of ``shape``."""
+    return shape[dim:dim + 1] == (batch,)
 
 
 def _names_batch(layer: Layer, batch: int) -> bool:

@@ -40,6 +40,8 @@ class Context:
     batch: int
     outputs: tuple[Shape, ...]
     expected_output: Shape | None = None
+    # Where the inputs keep the batch (1 for a sequence-first model); None: no input has one.
+    batch_dim: int | None = 0
     # The same trace at batch + 1, when a reshape makes the batch worth checking (SHP004).
     second: TraceResult | None = None
     submodules: tuple[Submodule, ...] = ()

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from shapecheck import arithmetic, fix
 from shapecheck.report import Finding, Layer
+from shapecheck.rules import broadcast
 from shapecheck.rules import registry as r
 from shapecheck.rules.context import Context, factors, repair, shape_text
 from shapecheck.sizes import ranges
@@ -260,13 +261,17 @@ def _function_failure(ctx: Context, failure: Failure, layer: Layer) -> Finding:
             f"({math.prod(shape)} elements): each sample has {per_sample} = {factors(shape)} "
             f"for input {ctx.input_text}; use x.flatten(1) or x.view(x.size(0), -1)",
             **where, **repair(fix.flatten_call(layer), "x.flatten(1)"))
+    if broadcast.is_broadcast(layer):
+        ran = broadcast.owner(ctx, layer)
+        return r.SHAPE_ERROR.finding(broadcast.message(ctx, layer, failure.message), location=layer.called_at,
+                                     layer=ran.name if ran is not None else layer.name)
     if layer.name in _JOINS and len(layer.input_shapes) >= 2:
         return r.SHAPE_ERROR.finding(_join_message(ctx, failure, layer), **where)
     return r.SHAPE_ERROR.finding(
         f"{layer.type} failed on inputs {_shapes(layer)}: {failure.message}", **where)
 
 
-_JOINS = frozenset({"cat", "concat", "concatenate", "stack", "add", "sub", "mul", "hstack", "vstack"})
+_JOINS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
 
 
 def _join_message(ctx: Context, failure: Failure, layer: Layer) -> str:

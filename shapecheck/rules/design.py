@@ -57,7 +57,10 @@ _RNNS = frozenset({"RNN", "LSTM", "GRU"})
 
 def _rnn_batch_first(ctx: Context) -> Iterator[Finding]:
     """SHP107: a time-first RNN whose dimension 0 carries the batch, in this trace and, when
-    there is one, in the trace at batch + 1 (so a sequence as long as the batch is not mistaken)."""
+    there is one, in the trace at batch + 1 (so a sequence as long as the batch is not mistaken).
+    Inputs declared sequence-first (``batch_dim=1``) are what such a layer reads."""
+    if ctx.batch_dim != 0:
+        return
     second = {l.name: l for l in ctx.second.layers} if ctx.second is not None else {}
     for layer in ctx.layers:
         if layer.type not in _RNNS or layer.attr("batch_first") is not False or not layer.input_shapes \
@@ -71,7 +74,8 @@ def _rnn_batch_first(ctx: Context) -> Iterator[Finding]:
             f"{layer.name}: {layer.type} has batch_first=False, so it reads {list(shape)} as [T={shape[0]}, "
             f"B={shape[1]}, F={shape[2]}]: dimension 0 is the batch of {ctx.batch} for input {ctx.input_text}, "
             f"and the layer runs across the samples as if they were time steps; pass batch_first=True, "
-            f"or feed it x.transpose(0, 1)", layer.defined_at or layer.called_at, layer=layer.name,
+            f"or feed it x.transpose(0, 1); if the model's inputs are [T, B, ...] themselves, check it with "
+            f"--batch-dim 1 (batch_dim=1)", layer.defined_at or layer.called_at, layer=layer.name,
             called_at=layer.called_at)
 
 
