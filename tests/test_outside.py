@@ -250,3 +250,18 @@ def test_a_cifar_resnets_functional_average_pool_loses_rows_at_the_sizes_sizes_n
         in pooled.message
     lossy = Solver(model, [parse_input("3x32x32")], (3, None, None)).solve(25, 56).lossy
     assert [d.layer for d in lossy[36]] == ["avg_pool2d"] and 32 not in lossy
+
+
+# -- the outside panel's CI sample ------------------------------------------------------------
+
+def test_the_outside_sample_matches_real_forwards_and_finds_every_injected_mistake(tmp_path: Path, in_repo: Path):
+    """benchmarks/outside.py --sample: our fixtures in outside code's patterns and two
+    torchvision models, clean and with mistakes injected, each against a real CPU forward."""
+    results = tmp_path / "outside.jsonl"
+    run = subprocess.run([sys.executable, "benchmarks/outside.py", "--sample", "--results", str(results), "--no-doc"],
+                         capture_output=True, text=True, timeout=900)
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert run.returncode == 0, [r for r in rows if r["verdict"] != "ok"] or run.stderr[-2000:]
+    assert len(rows) == 20 and sum(r["mistake"] != "clean" for r in rows) == 14
+    assert all(r["line"].startswith(("cifar_resnet.py:", "dcgan.py:", "word_language_model.py:", "vit.py:"))
+               for r in rows if r["mistake"] != "clean" and r["source"] != "torchvision")
