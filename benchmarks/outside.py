@@ -105,6 +105,8 @@ def _fixtures() -> list[Case]:
              files["cifar_resnet.py"]),
         Case("pytorch-cifar", "ResNet18", resnet, "32x32x3", "channels-last input", files["cifar_resnet.py"]),
         Case("pytorch-cifar", "ResNet18", resnet, "1x32x32", "grayscale into an RGB stem", files["cifar_resnet.py"]),
+        Case("pytorch-cifar", "ResNet18", _fixture("cifar_resnet.py", "ResNetNoFlatten"), "3x32x32",
+             "a missing flatten", files["cifar_resnet.py"]),
         Case("pytorch/examples", "DCGAN D", dcgan, "3x64x64", file=files["dcgan.py"]),
         Case("pytorch/examples", "DCGAN D", dcgan, "64x64x3", "channels-last input", files["dcgan.py"]),
         Case("pytorch/examples", "DCGAN D", dcgan, "1x64x64", "grayscale into an RGB stem", files["dcgan.py"]),
@@ -133,7 +135,28 @@ def _torchvision(names: list[str]) -> list[Case]:
         found += [Case("torchvision", name, build, "3x64x64", allowed=true),
                   Case("torchvision", name, build, "64x64x3", "channels-last input"),
                   Case("torchvision", name, build, "1x64x64", "grayscale into an RGB stem")]
+        if name in _HEADS:
+            found.append(Case("torchvision", name, _wrong_head(build, _HEADS[name]), "3x64x64",
+                              "a new head with the wrong in_features"))
     return found
+
+
+# Where a fine-tuning script replaces the classifier, and the in_features it should have read.
+_HEADS = {"resnet18": "fc", "mobilenet_v3_small": "classifier.3", "vgg11": "classifier.6",
+          "densenet121": "classifier", "efficientnet_b0": "classifier.1", "regnet_y_400mf": "fc"}
+
+
+def _wrong_head(build: Callable[[], nn.Module], attr: str) -> Callable[[], nn.Module]:
+    """The fine-tuning mistake: a new head sized from memory (in_features halved), not from
+    the old head's in_features."""
+    def built() -> nn.Module:
+        model = build()
+        owner_name, _, last = attr.rpartition(".")
+        owner = model.get_submodule(owner_name) if owner_name else model
+        old = getattr(owner, last)
+        setattr(owner, last, nn.Linear(old.in_features // 2, 5))
+        return model
+    return built
 
 
 def _timm() -> list[Case]:

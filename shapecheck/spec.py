@@ -32,10 +32,11 @@ class InputSpec:
     """One argument of ``forward``: a tensor, or a list, tuple or dict of them.
 
     A tensor's ``shape`` is one sample's, and the batch is put at ``batch_dim`` (in front, or
-    second for a sequence-first model's ``[T, B, ...]``), unless ``exact``: then it is the whole
-    tensor's (an item of a list input, where the list is the batch, as detection models take
-    their images, or an example tensor with no batch dimension to read). A named one (``mask=1x64x64``) is passed as that
-    keyword argument; a dict's items are named by their keys. A container's ``shape`` and
+    second for a sequence-first model's ``[T, B, ...]``), unless ``exact``: then it is the
+    whole tensor's (an item of a list input, where the list is the batch, as detection models
+    take their images, or an example tensor with no batch dimension to read). A named one
+    (``mask=1x64x64``) is passed as that keyword argument; a dict's items are named by their
+    keys. A container's ``shape`` and
     ``dtype`` are its first tensor's, which is what messages about "the input" describe.
     """
 

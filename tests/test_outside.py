@@ -262,6 +262,6 @@ def test_the_outside_sample_matches_real_forwards_and_finds_every_injected_mista
                          capture_output=True, text=True, timeout=900)
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert run.returncode == 0, [r for r in rows if r["verdict"] != "ok"] or run.stderr[-2000:]
-    assert len(rows) == 20 and sum(r["mistake"] != "clean" for r in rows) == 14
+    assert len(rows) == 23 and sum(r["mistake"] != "clean" for r in rows) == 17
     assert all(r["line"].startswith(("cifar_resnet.py:", "dcgan.py:", "word_language_model.py:", "vit.py:"))
                for r in rows if r["mistake"] != "clean" and r["source"] != "torchvision")
