@@ -23,7 +23,8 @@ from shapecheck.rules import budget, crash, design, pixels, registry
 from shapecheck.rules import checkpoint as checkpoint_rule
 from shapecheck.rules.context import Context, Submodule
 from shapecheck.sizes import Solver
-from shapecheck.spec import Example, InputSpec, batch_dim_of, parse_bytes, parse_count, parse_dtype, parse_inputs, read_inputs
+from shapecheck.spec import (Example, InputSpec, batch_dim_of, parse_bytes, parse_count, parse_dtype, parse_inputs,
+                             read_inputs)
 from shapecheck.modelstate import Mode, Tree, Walk, walk
 from shapecheck.trace import TraceResult, trace
 
