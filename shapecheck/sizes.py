@@ -373,6 +373,14 @@ class Solver:
             return Probe(size, False, f"one sample came out as {rows} rows", tuple(drops))
         return Probe(size, True, None, tuple(drops))
 
+    def _calls_functional_windows(self) -> bool:
+        """The user's forward calls a functional pool or convolution, as the trace at hand
+        shows (the algebra reads that same trace); without one, assume it does."""
+        traced = self._given or self._algebra
+        if traced is None:
+            return True
+        return any(l.kind == "function" and l.name in functional.TWINS for l in traced[0].layers)
+
     @contextmanager
     def _recording(self, drops: list[Drop]) -> Iterator[None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -398,7 +406,10 @@ class Solver:
                 drops.append(drop)
 
         # Functional pools and convolutions in the user's forward are rows of the algebra too.
-        with patches.module_pre_hook(hook), _FunctionalWindows(called):  # this context's calls only
+        # Their recorder costs a Python call per torch op (a quarter of a ResNet-50 probe), so
+        # it runs only for a model whose trace has such rows.
+        functions = _FunctionalWindows(called) if self._calls_functional_windows() else nullcontext()
+        with patches.module_pre_hook(hook), functions:  # this context's calls only
             yield
 
 
